@@ -1,0 +1,194 @@
+/* zt_config: every setting, its default, its parser and its help text in one
+ * table, so the file, the environment and each program's --help agree. */
+#include "zt_config.h"
+#include "zt_error.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { KIND_STR, KIND_INT, KIND_SECONDS } kind_t;
+
+typedef struct {
+    const char *key;
+    kind_t kind;
+    size_t offset;
+    size_t size;       /* for strings: buffer size */
+    const char *dflt;  /* default as text, parsed by the same code as the file */
+    int64_t min, max;  /* bounds for numbers */
+    const char *help;
+} setting_t;
+
+#define STR(field, dflt, help)                                                               \
+    {#field, KIND_STR, offsetof(zt_config_t, field), sizeof(((zt_config_t *)0)->field), dflt, 0, 0, help}
+#define INT(field, dflt, lo, hi, help)                                                       \
+    {#field, KIND_INT, offsetof(zt_config_t, field), 0, dflt, lo, hi, help}
+#define SECS(field, dflt, lo, hi, help)                                                      \
+    {#field, KIND_SECONDS, offsetof(zt_config_t, field), 0, dflt, lo, hi, help}
+
+static const setting_t settings[] = {
+    STR(broker_url, "tcp://127.0.0.1:5555", "broker endpoint clients and workers connect to (env ZMQ_BROKER_URL)"),
+    STR(events_url, "tcp://127.0.0.1:5556", "broker events endpoint monitors subscribe to (env ZMQ_EVENTS_URL)"),
+    STR(result_backend, "redis://127.0.0.1:6379/1", "Redis result backend (env RESULT_BACKEND)"),
+    STR(broker_bind, "tcp://*:5555", "endpoint the broker binds for clients and workers"),
+    STR(broker_events_bind, "tcp://*:5556", "endpoint the broker binds for its events stream"),
+    STR(broker_data_dir, "./zmqbroker-data", "directory of the broker's journal"),
+    INT(broker_heartbeat_ms, "1000", 10, 3600000, "msecs between heartbeats"),
+    INT(broker_liveness, "3", 1, 1000, "heartbeats missed before a peer counts as dead"),
+    INT(broker_max_message_bytes, "1048576", 1024, 1073741824, "largest message accepted, bytes"),
+    SECS(task_time_limit, "600", 0, 31536000, "hard time limit of a task, seconds"),
+    SECS(task_soft_time_limit, "540", 0, 31536000, "soft time limit of a task, seconds"),
+    INT(task_max_retries, "3", 0, 1000000, "retries of a failing task"),
+    SECS(task_default_retry_delay, "60", 0, 31536000, "base delay of the retry backoff, seconds"),
+    INT(worker_concurrency, "0", 0, 4096, "child processes per worker (0: one per CPU)"),
+    INT(worker_prefetch_multiplier, "4", 1, 10000, "tasks reserved per child"),
+    INT(worker_max_tasks_per_child, "1000", 0, 1000000000, "tasks before a child is replaced (0: never)"),
+    INT(worker_max_memory_per_child, "0", 0, 1073741824, "KiB of RSS before a child is replaced (0: no limit)"),
+    INT(result_expires, "86400", 1, 315360000, "seconds a result is kept in Redis"),
+    STR(loglevel, "info", "debug, info, warning or error"),
+    STR(logfile, "", "log file (empty: standard error)"),
+};
+
+#define N_SETTINGS (sizeof settings / sizeof settings[0])
+
+static const setting_t *find(const char *key) {
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (strcmp(settings[i].key, key) == 0)
+            return &settings[i];
+    return NULL;
+}
+
+static int apply(zt_config_t *config, const setting_t *s, const char *value, char *reason,
+                 size_t reason_size) {
+    char *field = (char *)config + s->offset;
+    if (s->kind == KIND_STR) {
+        if (strlen(value) >= s->size) {
+            snprintf(reason, reason_size, "%s: value longer than %zu bytes", s->key, s->size - 1);
+            return ZT_ERR_INVALID;
+        }
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    if (s->kind == KIND_INT) {
+        long long v = strtoll(value, &end, 10);
+        if (errno || end == value || *end != '\0' || v < s->min || v > s->max) {
+            snprintf(reason, reason_size, "%s: '%s' is not an integer from %lld to %lld", s->key,
+                     value, (long long)s->min, (long long)s->max);
+            return ZT_ERR_INVALID;
+        }
+        *(int64_t *)field = v;
+        return 0;
+    }
+    double v = strtod(value, &end);
+    if (errno || end == value || *end != '\0' || !isfinite(v) || v < (double)s->min ||
+        v > (double)s->max) {
+        snprintf(reason, reason_size, "%s: '%s' is not a number of seconds from %lld to %lld",
+                 s->key, value, (long long)s->min, (long long)s->max);
+        return ZT_ERR_INVALID;
+    }
+    *(double *)field = v;
+    return 0;
+}
+
+void zt_config_defaults(zt_config_t *config) {
+    char reason[256];
+    memset(config, 0, sizeof *config);
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        int rc = apply(config, &settings[i], settings[i].dflt, reason, sizeof reason);
+        ZT_ASSERT(rc == 0); /* our own table */
+    }
+}
+
+int zt_config_set(zt_config_t *config, const char *key, const char *value, char *reason,
+                  size_t reason_size) {
+    const setting_t *s = find(key);
+    if (!s) {
+        snprintf(reason, reason_size, "unknown setting '%s'", key);
+        return ZT_ERR_NOT_FOUND;
+    }
+    return apply(config, s, value, reason, reason_size);
+}
+
+typedef struct {
+    zt_config_t *config;
+    char *reason;
+    size_t reason_size;
+    const char *path;
+} file_ctx_t;
+
+static int on_ini_line(void *user, const char *section, const char *name, const char *value) {
+    file_ctx_t *ctx = user;
+    char why[256];
+    (void)section; /* sections only group keys */
+    if (zt_config_set(ctx->config, name, value, why, sizeof why) != 0) {
+        snprintf(ctx->reason, ctx->reason_size, "%s", why);
+        return 0; /* inih reports the line number */
+    }
+    return 1;
+}
+
+int zt_config_load_file(zt_config_t *config, const char *path, char *reason, size_t reason_size) {
+    file_ctx_t ctx = {config, reason, reason_size, path};
+    char why[300] = "syntax error";
+    ctx.reason = why;
+    ctx.reason_size = sizeof why;
+    int rc = ini_parse(path, on_ini_line, &ctx);
+    if (rc == -1) {
+        snprintf(reason, reason_size, "%s: cannot open: %s", path, strerror(errno));
+        return ZT_ERR_IO;
+    }
+    if (rc != 0) {
+        if (rc == -2)
+            snprintf(reason, reason_size, "%s: out of memory", path);
+        else
+            snprintf(reason, reason_size, "%s:%d: %s", path, rc, why);
+        return ZT_ERR_INVALID;
+    }
+    return 0;
+}
+
+void zt_config_load_env(zt_config_t *config) {
+    static const struct {
+        const char *env;
+        const char *key;
+    } map[] = {{"ZMQ_BROKER_URL", "broker_url"},
+               {"ZMQ_EVENTS_URL", "events_url"},
+               {"RESULT_BACKEND", "result_backend"}};
+    char reason[256];
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        const char *v = getenv(map[i].env);
+        if (v && *v)
+            (void)zt_config_set(config, map[i].key, v, reason, sizeof reason);
+    }
+}
+
+int zt_config_load(zt_config_t *config, int argc, char **argv, char *reason, size_t reason_size) {
+    zt_config_defaults(config);
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            path = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            path = argv[i] + 9;
+        else if (strcmp(argv[i], "--") == 0)
+            break;
+    }
+    if (path) {
+        int rc = zt_config_load_file(config, path, reason, reason_size);
+        if (rc != 0)
+            return rc;
+    }
+    zt_config_load_env(config);
+    return 0;
+}
+
+void zt_config_print_help(FILE *out) {
+    fprintf(out, "Settings (--config FILE, INI 'key = value'; command line > environment > file > defaults):\n");
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        fprintf(out, "  %-28s %-26s %s\n", settings[i].key,
+                *settings[i].dflt ? settings[i].dflt : "\"\"", settings[i].help);
+}

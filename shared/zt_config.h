@@ -1,0 +1,66 @@
+/* zt_config: settings for every program, under Celery's names where Celery has
+ * one. Precedence: command line > environment > config file > defaults.
+ * The file is INI (parsed by inih): `key = value` lines, `#` or `;` comments,
+ * optional [sections] that only group keys. Unknown keys are errors that name
+ * the file and line. zt_config_t is a plain value struct. */
+#ifndef ZT_CONFIG_H
+#define ZT_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+
+#define ZT_URL_MAX 512
+
+typedef struct {
+    /* Endpoints (env ZMQ_BROKER_URL, ZMQ_EVENTS_URL, RESULT_BACKEND) */
+    char broker_url[ZT_URL_MAX];     /* where clients and workers connect */
+    char events_url[ZT_URL_MAX];     /* where monitors subscribe */
+    char result_backend[ZT_URL_MAX]; /* redis://host:port/db */
+    /* Broker */
+    char broker_bind[ZT_URL_MAX];        /* ROUTER bind endpoint */
+    char broker_events_bind[ZT_URL_MAX]; /* PUB bind endpoint */
+    char broker_data_dir[ZT_URL_MAX];    /* journal directory */
+    int64_t broker_heartbeat_ms;         /* msecs between heartbeats */
+    int64_t broker_liveness;             /* missed heartbeats before a peer is dead */
+    int64_t broker_max_message_bytes;    /* bytes; larger messages get ERROR too-large */
+    /* Tasks and workers (Celery names) */
+    double task_time_limit;            /* seconds, hard limit */
+    double task_soft_time_limit;       /* seconds, soft limit */
+    int64_t task_max_retries;          /* retries allowed by default */
+    double task_default_retry_delay;   /* seconds, base of the backoff */
+    int64_t worker_concurrency;        /* pool size; 0 = number of CPUs */
+    int64_t worker_prefetch_multiplier;/* credit = concurrency x this */
+    int64_t worker_max_tasks_per_child;/* recycle a child after this many tasks */
+    int64_t worker_max_memory_per_child; /* KiB of RSS; 0 = unlimited */
+    int64_t result_expires;            /* seconds a result lives in Redis */
+    /* Logging */
+    char loglevel[16];
+    char logfile[ZT_URL_MAX]; /* "" = stderr */
+} zt_config_t;
+
+/* Fills config with the embedded defaults. */
+void zt_config_defaults(zt_config_t *config);
+
+/* Sets one setting by its name from text. Returns 0, ZT_ERR_NOT_FOUND for an
+ * unknown key, or ZT_ERR_INVALID for a bad value; reason says which. */
+int zt_config_set(zt_config_t *config, const char *key, const char *value, char *reason,
+                  size_t reason_size);
+
+/* Reads an INI file. Returns 0, ZT_ERR_IO if it cannot be opened, or
+ * ZT_ERR_INVALID with "FILE:LINE: reason" in reason. */
+int zt_config_load_file(zt_config_t *config, const char *path, char *reason, size_t reason_size);
+
+/* Applies ZMQ_BROKER_URL, ZMQ_EVENTS_URL and RESULT_BACKEND if set. */
+void zt_config_load_env(zt_config_t *config);
+
+/* The usual start-up sequence for a program: defaults, then the file named by
+ * a --config FILE (or --config=FILE) found in argv, then the environment. The
+ * caller then applies its own command-line options on top.
+ * Returns 0, or a negative code with reason filled. */
+int zt_config_load(zt_config_t *config, int argc, char **argv, char *reason, size_t reason_size);
+
+/* Prints the settings table (name, value, meaning) for --help output. */
+void zt_config_print_help(FILE *out);
+
+#endif
