@@ -1,0 +1,119 @@
+/* broker: the zmqbroker core. One ROUTER socket for clients and workers, an
+ * events XPUB, and one single-threaded zmq_poll loop that drains many
+ * messages per wakeup, releases due timers, dispatches by credit and
+ * watches worker liveness (docs/PROTOCOL.md is the contract).
+ *
+ *   broker_options_t o; broker_options_defaults(&o); o.bind = "tcp://127.0.0.1:*";
+ *   broker_t *b = broker_new(&o, NULL);
+ *   broker_run(b);          // until *o.stop_flag or broker_stop()
+ *   broker_destroy(&b);
+ *
+ * The second half of this header is for the broker's own modules (control.c)
+ * and tests: views of the state and the operations CONTROL asks for. */
+#ifndef BROKER_BROKER_H
+#define BROKER_BROKER_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <czmq.h>
+
+#include "queue.h"
+#include "task.h"
+#include "timer_heap.h"
+#include "workers.h"
+
+typedef struct broker broker_t;
+
+/* Options: a public value struct. Strings are borrowed by broker_new(),
+ * which copies what it keeps. */
+typedef struct {
+    const char *bind;          /* ROUTER endpoint, e.g. "tcp://127.0.0.1:5555" */
+    const char *events_bind;   /* events XPUB endpoint, e.g. "tcp://127.0.0.1:5556" */
+    const char *data_dir;      /* journal directory (created; journal is issue 4) */
+    int64_t heartbeat_ms;      /* msecs between heartbeats */
+    int64_t liveness;          /* heartbeats missed before a worker is dead */
+    int64_t max_message_bytes; /* bytes, all frames; larger gets too-large */
+    /* When not NULL, broker_run() returns soon after *stop_flag becomes
+     * non-zero (main's signal flag). */
+    const volatile sig_atomic_t *stop_flag;
+} broker_options_t;
+
+/* Fills opts with the defaults of zmqbroker --help. */
+void broker_options_defaults(broker_options_t *opts);
+
+/* Creates the broker: the data directory, the sockets (bound), the state.
+ * Returns the broker, or NULL with *err (ZT_ERR_INVALID bad options,
+ * ZT_ERR_IO cannot bind or create the data directory); err may be NULL. */
+broker_t *broker_new(const broker_options_t *opts, int *err);
+
+/* Runs the loop until the stop flag is set or broker_stop() is called.
+ * Returns 0, or ZT_ERR_IO if the sockets failed. */
+int broker_run(broker_t *self);
+
+/* Asks broker_run() to return. Async-signal-safe: it only sets a flag. */
+void broker_stop(broker_t *self);
+
+/* Destroys the broker, its sockets and every task it holds; *self_p = NULL. */
+void broker_destroy(broker_t **self_p);
+
+/* The endpoint really bound (a "*" port resolved), borrowed. */
+const char *broker_endpoint(const broker_t *self);
+const char *broker_events_endpoint(const broker_t *self);
+
+/* ---- For the broker's modules (control.c) and tests ---------------------- */
+
+/* Broker counters (PROTOCOL.md §5.2 stats). A public value struct. */
+typedef struct {
+    uint64_t submitted;        /* SUBMIT messages with a readable envelope */
+    uint64_t accepted;         /* ACCEPTED sent */
+    uint64_t rejected;         /* REJECTED sent */
+    uint64_t dispatched;       /* DISPATCH sent, tombstones included */
+    uint64_t succeeded;        /* DONE success */
+    uint64_t failed;           /* DONE failure */
+    uint64_t retried;          /* DONE retry (rescheduled) */
+    uint64_t revoked;          /* tasks revoked (CONTROL revoke, purge) */
+    uint64_t expired;          /* tasks found past their `expires` */
+    uint64_t redelivered;      /* tasks requeued from a dead or leaving worker */
+    uint64_t protocol_errors;  /* malformed messages answered with ERROR/REJECTED */
+    uint64_t messages_in;      /* messages received on the ROUTER */
+    uint64_t messages_out;     /* messages sent on the ROUTER */
+    uint64_t events_published; /* events sent on the events socket */
+    uint64_t events_dropped;   /* events lost to a full events socket */
+} broker_stats_t;
+
+/* The counters, refreshed at each call (borrowed until the next). */
+const broker_stats_t *broker_stats(broker_t *self);
+
+/* Name the broker gives itself ("zmqbroker@host"), seconds since start. */
+const char *broker_name(const broker_t *self);
+double broker_uptime(const broker_t *self);
+
+/* Tasks held: queued (tombstones included), scheduled and in flight. */
+size_t broker_task_count(const broker_t *self);
+
+/* The queue named name, or NULL if it was never used. */
+broker_queue_t *broker_queue_lookup(broker_t *self, const char *name);
+
+/* Every queue, sorted by name, in a new array of *count borrowed pointers
+ * (caller frees the array). */
+broker_queue_t **broker_queue_list(broker_t *self, size_t *count);
+
+broker_workers_t *broker_workers(broker_t *self);
+broker_timer_heap_t *broker_timers(broker_t *self);
+
+/* Converts a timer heap due time (monotonic usecs) to unix seconds. */
+double broker_due_to_wall(const broker_t *self, int64_t due);
+
+/* Purges the ready tasks of the queue named queue, or of every queue when
+ * queue is NULL: they become tombstones (reason purged). Returns how many. */
+size_t broker_purge(broker_t *self, const char *queue);
+
+/* Revokes a task by id (PROTOCOL.md §5.2 revoke). Returns the state it was
+ * found in: "queued", "scheduled", "running" or "unknown" (then the id is
+ * remembered, so a later SUBMIT of it is revoked on arrival). */
+const char *broker_revoke(broker_t *self, const char *id, bool terminate, const char *signal);
+
+#endif

@@ -1,0 +1,334 @@
+/* control: each op packs its `result` value; handle() wraps it in
+ * {req, ok, result}. Listings count first and pack second because
+ * MessagePack needs array sizes up front. */
+#include "control.h"
+#include "zt_clock.h"
+#include "zt_codec.h"
+#include "zt_error.h"
+#include "zt_log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    broker_t *broker;
+    const msgpack_object *request;
+    msgpack_packer *pk;
+    size_t limit; /* for listings */
+    char error[256];
+} ctx_t;
+
+typedef int(op_fn)(ctx_t *ctx);
+
+static double usecs_to_s(int64_t us) {
+    return (double)us / 1e6;
+}
+
+static int op_ping(ctx_t *c) {
+    msgpack_pack_map(c->pk, 3);
+    zt_pack_kv_bool(c->pk, "pong", true);
+    zt_pack_kv_cstr(c->pk, "broker", broker_name(c->broker));
+    zt_pack_kv_double(c->pk, "uptime", broker_uptime(c->broker));
+    return 0;
+}
+
+static int op_queues(ctx_t *c) {
+    size_t n;
+    broker_queue_t **queues = broker_queue_list(c->broker, &n);
+    int64_t now = zt_clock_mono_us();
+    msgpack_pack_array(c->pk, n);
+    for (size_t i = 0; i < n; i++) {
+        broker_queue_t *q = queues[i];
+        int64_t oldest = broker_queue_oldest(q);
+        msgpack_pack_map(c->pk, 8);
+        zt_pack_kv_cstr(c->pk, "name", broker_queue_name(q));
+        zt_pack_kv_uint(c->pk, "ready", broker_queue_ready(q));
+        zt_pack_kv_uint(c->pk, "scheduled", broker_queue_scheduled(q));
+        zt_pack_kv_uint(c->pk, "in_flight", broker_queue_in_flight(q));
+        zt_pack_kv_uint(c->pk, "consumers", broker_queue_consumers(q));
+        zt_pack_kv_uint(c->pk, "tombstones", broker_queue_tombstones(q));
+        zt_pack_kv_double(c->pk, "oldest_age", oldest ? usecs_to_s(now - oldest) : 0.0);
+        zt_pack_cstr(c->pk, "by_priority");
+        msgpack_pack_array(c->pk, BROKER_PRIORITY_LEVELS);
+        for (int p = 0; p < BROKER_PRIORITY_LEVELS; p++)
+            msgpack_pack_uint64(c->pk, broker_queue_count(q, p));
+    }
+    free(queues);
+    return 0;
+}
+
+static int op_workers(ctx_t *c) {
+    broker_workers_t *ws = broker_workers(c->broker);
+    size_t n = broker_workers_size(ws);
+    int64_t now = zt_clock_mono_us();
+    msgpack_pack_array(c->pk, n);
+    for (size_t i = 0; i < n; i++) {
+        broker_worker_t *w = broker_workers_at(ws, i);
+        broker_worker_counters_t *k = broker_worker_counters(w);
+        char hex[2 * BROKER_IDENTITY_MAX + 1];
+        size_t idsize;
+        const void *id = broker_worker_identity(w, &idsize);
+        msgpack_pack_map(c->pk, 15);
+        zt_pack_kv_cstr(c->pk, "name", broker_worker_name(w));
+        zt_pack_kv_cstr(c->pk, "host", broker_worker_host(w));
+        zt_pack_kv_uint(c->pk, "pid", broker_worker_pid(w));
+        zt_pack_cstr(c->pk, "queues");
+        size_t nq = broker_worker_queue_count(w);
+        msgpack_pack_array(c->pk, nq);
+        for (size_t j = 0; j < nq; j++)
+            zt_pack_cstr(c->pk, broker_queue_name(broker_worker_queue(w, j)));
+        zt_pack_kv_uint(c->pk, "concurrency", broker_worker_concurrency(w));
+        zt_pack_kv_uint(c->pk, "credit", broker_worker_credit(w));
+        zt_pack_kv_uint(c->pk, "in_flight", broker_worker_in_flight(w)->count);
+        zt_pack_kv_uint(c->pk, "active", broker_worker_active(w));
+        zt_pack_kv_uint(c->pk, "processed", k->succeeded + k->failed + k->retried + k->revoked);
+        zt_pack_kv_uint(c->pk, "succeeded", k->succeeded);
+        zt_pack_kv_uint(c->pk, "failed", k->failed);
+        zt_pack_kv_uint(c->pk, "dispatched", k->dispatched);
+        zt_pack_kv_double(c->pk, "heartbeat_age", usecs_to_s(now - broker_worker_last_seen(w)));
+        zt_pack_kv_bool(c->pk, "online", true);
+        zt_pack_kv_cstr(c->pk, "identity", broker_identity_hex(id, idsize, hex, sizeof hex));
+    }
+    return 0;
+}
+
+static int op_purge(ctx_t *c) {
+    const char *queue = NULL;
+    size_t len = 0;
+    char name[ZT_QUEUE_MAX + 1];
+    int rc = zt_mp_get_str(c->request, "queue", &queue, &len);
+    if (rc == ZT_ERR_INVALID || (rc == 0 && !zt_taskmsg_valid_queue(queue, len))) {
+        snprintf(c->error, sizeof c->error, "purge: 'queue' must be a queue name");
+        return ZT_ERR_INVALID;
+    }
+    if (rc == 0) {
+        memcpy(name, queue, len);
+        name[len] = '\0';
+    }
+    size_t purged = broker_purge(c->broker, rc == 0 ? name : NULL);
+    msgpack_pack_map(c->pk, 1);
+    zt_pack_kv_uint(c->pk, "purged", purged);
+    return 0;
+}
+
+static int op_revoke(ctx_t *c) {
+    const char *id;
+    size_t len;
+    char idbuf[ZT_ID_MAX + 1];
+    char signame[32] = "SIGTERM";
+    bool terminate = false;
+    if (zt_mp_get_str(c->request, "id", &id, &len) != 0 || !zt_taskmsg_valid_id(id, len)) {
+        snprintf(c->error, sizeof c->error, "revoke: 'id' must be a task id");
+        return ZT_ERR_INVALID;
+    }
+    memcpy(idbuf, id, len);
+    idbuf[len] = '\0';
+    int rc = zt_mp_get_bool(c->request, "terminate", &terminate);
+    if (rc == ZT_ERR_INVALID) {
+        snprintf(c->error, sizeof c->error, "revoke: 'terminate' must be a boolean");
+        return ZT_ERR_INVALID;
+    }
+    const msgpack_object *sig = zt_mp_get(c->request, "signal");
+    if (sig && sig->type != MSGPACK_OBJECT_NIL &&
+        zt_mp_copy_str(sig, signame, sizeof signame) != 0) {
+        snprintf(c->error, sizeof c->error, "revoke: 'signal' must be a signal name");
+        return ZT_ERR_INVALID;
+    }
+    const char *state = broker_revoke(c->broker, idbuf, terminate, signame);
+    msgpack_pack_map(c->pk, 2);
+    zt_pack_kv_cstr(c->pk, "id", idbuf);
+    zt_pack_kv_cstr(c->pk, "state", state);
+    return 0;
+}
+
+static int op_scheduled(ctx_t *c) {
+    broker_timer_heap_t *timers = broker_timers(c->broker);
+    size_t n = broker_timer_heap_size(timers);
+    if (n > c->limit)
+        n = c->limit;
+    msgpack_pack_array(c->pk, n);
+    for (size_t i = 0; i < n; i++) {
+        int64_t due;
+        broker_task_t *t = broker_timer_heap_at(timers, i, &due);
+        msgpack_pack_map(c->pk, 6);
+        zt_pack_kv_cstr(c->pk, "id", broker_task_id(t));
+        zt_pack_kv_cstr(c->pk, "task", broker_task_name(t));
+        zt_pack_kv_cstr(c->pk, "queue", broker_queue_name(broker_task_queue(t)));
+        zt_pack_kv_double(c->pk, "eta", broker_due_to_wall(c->broker, due));
+        zt_pack_kv_uint(c->pk, "retries", broker_task_retries(t));
+        zt_pack_kv_int(c->pk, "priority", broker_task_priority(t));
+    }
+    return 0;
+}
+
+/* active (started) or reserved (dispatched, not started) tasks */
+static int in_flight_listing(ctx_t *c, bool started) {
+    broker_workers_t *ws = broker_workers(c->broker);
+    size_t nw = broker_workers_size(ws);
+    size_t n = 0;
+    for (size_t i = 0; i < nw; i++) {
+        broker_task_list_t *l = broker_worker_in_flight(broker_workers_at(ws, i));
+        for (broker_task_t *t = l->head; t; t = broker_task_next(t))
+            n += (broker_task_state(t) == BROKER_TASK_STARTED) == started;
+    }
+    if (n > c->limit)
+        n = c->limit;
+    msgpack_pack_array(c->pk, n);
+    size_t packed = 0;
+    for (size_t i = 0; i < nw && packed < n; i++) {
+        broker_worker_t *w = broker_workers_at(ws, i);
+        broker_task_list_t *l = broker_worker_in_flight(w);
+        for (broker_task_t *t = l->head; t && packed < n; t = broker_task_next(t)) {
+            if ((broker_task_state(t) == BROKER_TASK_STARTED) != started)
+                continue;
+            msgpack_pack_map(c->pk, started ? 6 : 5);
+            zt_pack_kv_cstr(c->pk, "id", broker_task_id(t));
+            zt_pack_kv_cstr(c->pk, "task", broker_task_name(t));
+            zt_pack_kv_cstr(c->pk, "queue", broker_queue_name(broker_task_queue(t)));
+            zt_pack_kv_cstr(c->pk, "worker", broker_worker_name(w));
+            if (started)
+                zt_pack_kv_double(c->pk, "started", broker_task_started(t));
+            zt_pack_kv_uint(c->pk, "retries", broker_task_retries(t));
+            packed++;
+        }
+    }
+    return 0;
+}
+
+static int op_active(ctx_t *c) {
+    return in_flight_listing(c, true);
+}
+
+static int op_reserved(ctx_t *c) {
+    return in_flight_listing(c, false);
+}
+
+/* Worker names need not be unique; a map keeps the first of each name. */
+static bool name_seen_before(broker_workers_t *ws, size_t i) {
+    const char *name = broker_worker_name(broker_workers_at(ws, i));
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(broker_worker_name(broker_workers_at(ws, j)), name) == 0)
+            return true;
+    return false;
+}
+
+static int op_registered(ctx_t *c) {
+    broker_workers_t *ws = broker_workers(c->broker);
+    size_t nw = broker_workers_size(ws);
+    size_t unique = 0;
+    for (size_t i = 0; i < nw; i++)
+        unique += !name_seen_before(ws, i);
+    msgpack_pack_map(c->pk, unique);
+    for (size_t i = 0; i < nw; i++) {
+        if (name_seen_before(ws, i))
+            continue;
+        broker_worker_t *w = broker_workers_at(ws, i);
+        zt_pack_cstr(c->pk, broker_worker_name(w));
+        size_t nt = broker_worker_task_count(w);
+        msgpack_pack_array(c->pk, nt);
+        for (size_t j = 0; j < nt; j++)
+            zt_pack_cstr(c->pk, broker_worker_task(w, j));
+    }
+    return 0;
+}
+
+static int op_stats(ctx_t *c) {
+    const broker_stats_t *s = broker_stats(c->broker);
+    broker_workers_t *ws = broker_workers(c->broker);
+    size_t nq;
+    broker_queue_t **queues = broker_queue_list(c->broker, &nq);
+    size_t queued = 0, in_flight = 0;
+    for (size_t i = 0; i < nq; i++)
+        queued += broker_queue_size(queues[i]);
+    free(queues);
+    for (size_t i = 0; i < broker_workers_size(ws); i++)
+        in_flight += broker_worker_in_flight(broker_workers_at(ws, i))->count;
+    msgpack_pack_map(c->pk, 23);
+    zt_pack_kv_uint(c->pk, "submitted", s->submitted);
+    zt_pack_kv_uint(c->pk, "accepted", s->accepted);
+    zt_pack_kv_uint(c->pk, "rejected", s->rejected);
+    zt_pack_kv_uint(c->pk, "dispatched", s->dispatched);
+    zt_pack_kv_uint(c->pk, "succeeded", s->succeeded);
+    zt_pack_kv_uint(c->pk, "failed", s->failed);
+    zt_pack_kv_uint(c->pk, "retried", s->retried);
+    zt_pack_kv_uint(c->pk, "revoked", s->revoked);
+    zt_pack_kv_uint(c->pk, "expired", s->expired);
+    zt_pack_kv_uint(c->pk, "redelivered", s->redelivered);
+    zt_pack_kv_uint(c->pk, "protocol_errors", s->protocol_errors);
+    zt_pack_kv_uint(c->pk, "messages_in", s->messages_in);
+    zt_pack_kv_uint(c->pk, "messages_out", s->messages_out);
+    zt_pack_kv_uint(c->pk, "events_published", s->events_published);
+    zt_pack_kv_uint(c->pk, "events_dropped", s->events_dropped);
+    zt_pack_kv_uint(c->pk, "workers", broker_workers_size(ws));
+    zt_pack_kv_uint(c->pk, "queues", nq);
+    zt_pack_kv_uint(c->pk, "tasks", broker_task_count(c->broker));
+    zt_pack_kv_uint(c->pk, "queued", queued);
+    zt_pack_kv_uint(c->pk, "scheduled", broker_timer_heap_size(broker_timers(c->broker)));
+    zt_pack_kv_uint(c->pk, "in_flight", in_flight);
+    zt_pack_kv_double(c->pk, "uptime", broker_uptime(c->broker));
+    zt_pack_kv_cstr(c->pk, "broker", broker_name(c->broker));
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    op_fn *fn;
+} ops[] = {
+    {"ping", op_ping},     {"queues", op_queues},     {"workers", op_workers},
+    {"purge", op_purge},   {"revoke", op_revoke},     {"scheduled", op_scheduled},
+    {"active", op_active}, {"reserved", op_reserved}, {"registered", op_registered},
+    {"stats", op_stats},
+};
+
+int broker_control_handle(broker_t *broker, const msgpack_object *request, msgpack_packer *pk,
+                          char *reason, size_t reason_size) {
+    uint64_t req = 0;
+    int rc = zt_mp_get_uint(request, "req", &req);
+    if (rc == ZT_ERR_INVALID) {
+        snprintf(reason, reason_size, "field 'req' must be an unsigned integer");
+        return ZT_ERR_INVALID;
+    }
+    const char *op;
+    size_t op_len;
+    if (zt_mp_get_str(request, "op", &op, &op_len) != 0) {
+        snprintf(reason, reason_size, "field 'op' missing or not a string");
+        return ZT_ERR_INVALID;
+    }
+    ctx_t c = {.broker = broker, .request = request, .pk = pk, .limit = BROKER_CONTROL_LIST_MAX};
+    uint64_t limit;
+    if (zt_mp_get_uint(request, "limit", &limit) == 0 && limit < c.limit)
+        c.limit = (size_t)limit;
+
+    op_fn *fn = NULL;
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (strlen(ops[i].name) == op_len && memcmp(ops[i].name, op, op_len) == 0)
+            fn = ops[i].fn;
+    msgpack_pack_map(pk, 3);
+    zt_pack_kv_uint(pk, "req", req);
+    if (!fn) {
+        zt_pack_kv_bool(pk, "ok", false);
+        /* the op is shown only if it is printable: it came from outside */
+        bool printable = op_len <= 64;
+        for (size_t i = 0; printable && i < op_len; i++)
+            printable = op[i] >= 0x20 && op[i] < 0x7f;
+        char msg[128];
+        snprintf(msg, sizeof msg, "unknown op '%.*s'", printable ? (int)op_len : 1,
+                 printable ? op : "?");
+        zt_pack_kv_cstr(pk, "error", msg);
+        return 0;
+    }
+    /* The op packs its result after "ok"; on a bad argument it packs nothing
+     * and we answer ok:false instead. Ops validate before packing. */
+    size_t mark = ((msgpack_sbuffer *)pk->data)->size;
+    zt_pack_cstr(pk, "ok");
+    msgpack_pack_true(pk);
+    zt_pack_cstr(pk, "result");
+    size_t before = ((msgpack_sbuffer *)pk->data)->size;
+    if (fn(&c) != 0) {
+        ZT_ASSERT(((msgpack_sbuffer *)pk->data)->size == before);
+        ((msgpack_sbuffer *)pk->data)->size = mark;
+        zt_pack_kv_bool(pk, "ok", false);
+        zt_pack_kv_cstr(pk, "error", c.error);
+    }
+    return 0;
+}

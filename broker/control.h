@@ -1,0 +1,27 @@
+/* control: the CONTROL operations of PROTOCOL.md §5.2 (ping, queues,
+ * workers, purge, revoke, scheduled, active, reserved, registered, stats).
+ * It reads the broker through broker.h's views and asks it to purge and
+ * revoke; it never touches sockets. */
+#ifndef BROKER_CONTROL_H
+#define BROKER_CONTROL_H
+
+#include <msgpack.h>
+#include <stddef.h>
+
+#include "broker.h"
+
+/* Listings (scheduled, active, reserved) return at most this many entries
+ * unless the request's `limit` says fewer. */
+#define BROKER_CONTROL_LIST_MAX 10000
+
+/* Answers one CONTROL request (a decoded body map): packs the whole
+ * CONTROL-REPLY body {req, ok, result | error} into pk, which must write to
+ * a msgpack_sbuffer (a failed op is rolled back in it), and returns 0. When
+ * the request itself is malformed (op missing or not a string, req not an
+ * unsigned integer) packs nothing and returns ZT_ERR_INVALID with a reason;
+ * the caller answers ERROR invalid-field. An unknown op or a bad argument is
+ * an ok:false reply, not an error. */
+int broker_control_handle(broker_t *broker, const msgpack_object *request, msgpack_packer *pk,
+                          char *reason, size_t reason_size);
+
+#endif

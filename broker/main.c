@@ -1,0 +1,187 @@
+/* zmqbroker: parses options (defaults < config file < environment < command
+ * line), sets up logging and signals, then broker new -> run -> destroy.
+ * SIGTERM/SIGINT end the loop; the process exits 0 after freeing everything. */
+#include "broker.h"
+#include "zt_config.h"
+#include "zt_error.h"
+#include "zt_log.h"
+
+#include <czmq.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static volatile sig_atomic_t g_stop; /* the one mutable global: the signal flag */
+
+static void on_signal(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+static void usage(FILE *out, const zt_config_t *d) {
+    fprintf(out,
+            "Usage: zmqbroker [OPTIONS]\n"
+            "The task broker: named priority queues, delayed and retried tasks, credit-based\n"
+            "dispatch to workers, events stream (ZTP/1, docs/PROTOCOL.md).\n"
+            "\n"
+            "Options (command line > environment > config file > defaults):\n"
+            "  --bind EP                ROUTER endpoint for clients and workers (default %s)\n"
+            "  --events-bind EP         events PUB endpoint (default %s)\n"
+            "  --data-dir DIR           data directory, reserved for the journal (default %s)\n"
+            "  --heartbeat-ms N         msecs between heartbeats (default %lld)\n"
+            "  --liveness N             heartbeats missed before a worker is dead (default %lld)\n"
+            "  --max-message-bytes N    largest message accepted, bytes (default %lld)\n"
+            "  --config FILE            INI settings file (keys below; default none)\n"
+            "  --loglevel L             debug, info, warning or error (default %s)\n"
+            "  --logfile F              log file (default standard error)\n"
+            "  --help                   this text\n"
+            "\n"
+            "Config file keys used: broker_bind, broker_events_bind, broker_data_dir,\n"
+            "broker_heartbeat_ms, broker_liveness, broker_max_message_bytes, loglevel, logfile.\n"
+            "\n",
+            d->broker_bind, d->broker_events_bind, d->broker_data_dir,
+            (long long)d->broker_heartbeat_ms, (long long)d->broker_liveness,
+            (long long)d->broker_max_message_bytes, d->loglevel);
+    zt_config_print_help(out);
+}
+
+int main(int argc, char **argv) {
+    zt_config_t config;
+    char reason[512];
+    zt_config_t defaults;
+    zt_config_defaults(&defaults);
+    zt_log_setup("broker", ZT_LOG_INFO, NULL);
+
+    enum {
+        OPT_BIND = 256,
+        OPT_EVENTS,
+        OPT_DATA,
+        OPT_HB,
+        OPT_LIVE,
+        OPT_MAX,
+        OPT_CONFIG,
+        OPT_LEVEL,
+        OPT_LOGFILE,
+        OPT_HELP
+    };
+    static const struct option longopts[] = {
+        {"bind", required_argument, NULL, OPT_BIND},
+        {"events-bind", required_argument, NULL, OPT_EVENTS},
+        {"data-dir", required_argument, NULL, OPT_DATA},
+        {"heartbeat-ms", required_argument, NULL, OPT_HB},
+        {"liveness", required_argument, NULL, OPT_LIVE},
+        {"max-message-bytes", required_argument, NULL, OPT_MAX},
+        {"config", required_argument, NULL, OPT_CONFIG},
+        {"loglevel", required_argument, NULL, OPT_LEVEL},
+        {"logfile", required_argument, NULL, OPT_LOGFILE},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0}};
+
+    /* --help first, so it works even with a broken config file */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout, &defaults);
+            return 0;
+        }
+    }
+    if (zt_config_load(&config, argc, argv, reason, sizeof reason) != 0) {
+        fprintf(stderr, "zmqbroker: %s\n", reason);
+        return 2;
+    }
+    int opt;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        const char *key = NULL;
+        switch (opt) {
+        case OPT_BIND:
+            key = "broker_bind";
+            break;
+        case OPT_EVENTS:
+            key = "broker_events_bind";
+            break;
+        case OPT_DATA:
+            key = "broker_data_dir";
+            break;
+        case OPT_HB:
+            key = "broker_heartbeat_ms";
+            break;
+        case OPT_LIVE:
+            key = "broker_liveness";
+            break;
+        case OPT_MAX:
+            key = "broker_max_message_bytes";
+            break;
+        case OPT_LEVEL:
+            key = "loglevel";
+            break;
+        case OPT_LOGFILE:
+            key = "logfile";
+            break;
+        case OPT_CONFIG:
+            break; /* read by zt_config_load() */
+        default:
+            fprintf(stderr, "zmqbroker: unknown option or missing value: %s\n", argv[optind - 1]);
+            fprintf(stderr, "Try 'zmqbroker --help'.\n");
+            return 2;
+        }
+        if (key && zt_config_set(&config, key, optarg, reason, sizeof reason) != 0) {
+            fprintf(stderr, "zmqbroker: %s\n", reason);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "zmqbroker: unexpected argument '%s'\nTry 'zmqbroker --help'.\n",
+                argv[optind]);
+        return 2;
+    }
+    zt_log_level_t level;
+    if (zt_log_level_parse(config.loglevel, &level) != 0) {
+        fprintf(stderr, "zmqbroker: bad log level '%s'\n", config.loglevel);
+        return 2;
+    }
+    zt_log_setup("broker", level, config.logfile[0] ? config.logfile : NULL);
+
+    /* Our handlers, not czmq's; and block the signals while the ZeroMQ
+     * context starts its I/O threads, so they inherit the block and the
+     * signal always lands in this thread, interrupting zmq_poll. */
+    zsys_handler_set(NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+
+    broker_options_t opts;
+    broker_options_defaults(&opts);
+    opts.bind = config.broker_bind;
+    opts.events_bind = config.broker_events_bind;
+    opts.data_dir = config.broker_data_dir;
+    opts.heartbeat_ms = config.broker_heartbeat_ms;
+    opts.liveness = config.broker_liveness;
+    opts.max_message_bytes = config.broker_max_message_bytes;
+    opts.stop_flag = &g_stop;
+    int err = 0;
+    broker_t *broker = broker_new(&opts, &err);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!broker) {
+        zt_error("cannot start: %s", zt_strerror(err));
+        return 1;
+    }
+    int rc = broker_run(broker);
+    broker_destroy(&broker);
+    zsys_shutdown();
+    zt_info("stopped");
+    return rc == 0 ? 0 : 1;
+}
