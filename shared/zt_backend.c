@@ -1,0 +1,908 @@
+/* zt_backend: Celery's Redis result layout written with hiredis (0.14 API).
+ *
+ * Writers queue states as pre-formatted "SETEX key ttl meta" + "PUBLISH key
+ * meta" command pairs. A send moves the queue into one in-flight batch written
+ * as a single pipeline; replies are read as they come (event loop) or waited
+ * for (zt_backend_flush). Until Redis confirms a batch its commands are kept,
+ * so a lost connection puts them back at the head of the queue to be written
+ * again (SETEX and PUBLISH are safe to repeat).
+ * Invariant: entries in self->nonfinal are exactly the queued, unsent, not
+ * dropped STARTED/PROGRESS entries, keyed by task id. */
+#include "zt_backend.h"
+#include "zt_clock.h"
+#include "zt_error.h"
+#include "zt_log.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KEY_PREFIX "celery-task-meta-"
+#define IO_TIMEOUT_MS 2000      /* msecs a blocking Redis read or write may take */
+#define CONNECT_TIMEOUT_MS 1000 /* msecs per connection step for blocking callers */
+#define LOOP_CONNECT_MS 250     /* msecs per connection step from zt_backend_send */
+#define RETRY_MIN_MS 100        /* reconnect backoff, doubling... */
+#define RETRY_MAX_MS 2000       /* ...up to this */
+#define REPLY_TIMEOUT_MS                                                                           \
+    5000 /* msecs a sent batch may wait for Redis before the                                       \
+          * connection counts as lost (a hung server) */
+
+typedef struct entry {
+    struct entry *next;
+    char *id;     /* task id (owned) */
+    char *cmd;    /* SETEX + PUBLISH, RESP-formatted back to back (owned) */
+    size_t len;   /* bytes in cmd */
+    bool final;   /* SUCCESS/FAILURE/REVOKED/RETRY: never superseded */
+    bool dropped; /* superseded before it was sent */
+} entry_t;
+
+typedef struct batch {
+    struct batch *next;
+    uint64_t number;
+    int64_t sent_ms;  /* monotonic msecs when it was written */
+    entry_t *entries; /* in send order */
+    int replies_left; /* 2 per entry */
+} batch_t;
+
+struct zt_backend {
+    /* Where */
+    char *host; /* NULL for a unix socket */
+    int port;
+    char *unix_path; /* NULL for TCP */
+    char *username;  /* NULL: AUTH with the password alone */
+    char *password;  /* NULL: no AUTH */
+    int db;
+    /* Writer */
+    redisContext *ctx; /* NULL while disconnected */
+    entry_t *q_head, *q_tail;
+    int queued;               /* entries queued and not dropped */
+    zhashx_t *nonfinal;       /* id -> entry_t* (borrowed) */
+    batch_t *b_head, *b_tail; /* in flight, oldest first */
+    uint64_t next_batch;      /* number the queue will be sent under */
+    uint64_t acked;           /* every batch <= this is confirmed */
+    int64_t retry_at_ms;      /* no reconnect before this monotonic time */
+    int64_t retry_ivl_ms;     /* current backoff */
+    bool warned_down;         /* "Redis unreachable" logged once per outage */
+    char last_error[160];     /* why the last connection attempt failed */
+    int64_t date_secs;        /* unix second date_prefix was made for */
+    char date_prefix[40];     /* "YYYY-MM-DDTHH:MM:SS" of date_secs */
+    /* Reader */
+    redisContext *sub; /* SUBSCRIBE connection for zt_backend_wait */
+};
+
+/* ------------------------------------------------------------------------ */
+/* URL and connections */
+
+static int parse_url(zt_backend_t *self, const char *url) {
+    const char *p;
+    if (strncmp(url, "unix://", 7) == 0) {
+        p = url + 7;
+        const char *q = strchr(p, '?');
+        size_t n = q ? (size_t)(q - p) : strlen(p);
+        if (n == 0 || p[0] != '/')
+            return ZT_ERR_INVALID;
+        self->unix_path = zt_strndup(p, n);
+        if (q) {
+            if (strncmp(q, "?db=", 4) != 0)
+                return ZT_ERR_INVALID;
+            char *end;
+            long db = strtol(q + 4, &end, 10);
+            if (end == q + 4 || *end || db < 0 || db > 100000)
+                return ZT_ERR_INVALID;
+            self->db = (int)db;
+        }
+        return 0;
+    }
+    if (strncmp(url, "redis://", 8) != 0)
+        return ZT_ERR_INVALID;
+    p = url + 8;
+    const char *at = strrchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (!colon)
+            return ZT_ERR_INVALID; /* redis://user@host is not a thing */
+        if (colon > p)
+            self->username = zt_strndup(p, (size_t)(colon - p));
+        if (at > colon + 1)
+            self->password = zt_strndup(colon + 1, (size_t)(at - colon - 1));
+        p = at + 1;
+    }
+    const char *host_end;
+    const char *after;
+    if (*p == '[') { /* [::1]:6379 */
+        host_end = strchr(p, ']');
+        if (!host_end)
+            return ZT_ERR_INVALID;
+        self->host = zt_strndup(p + 1, (size_t)(host_end - p - 1));
+        after = host_end + 1;
+    } else {
+        host_end = p + strcspn(p, ":/");
+        self->host = zt_strndup(p, (size_t)(host_end - p));
+        after = host_end;
+    }
+    if (!*self->host) {
+        free(self->host);
+        self->host = zt_strdup("127.0.0.1");
+    }
+    self->port = 6379;
+    if (*after == ':') {
+        char *end;
+        long port = strtol(after + 1, &end, 10);
+        if (end == after + 1 || port < 1 || port > 65535)
+            return ZT_ERR_INVALID;
+        self->port = (int)port;
+        after = end;
+    }
+    if (*after == '/') {
+        after++;
+        if (*after) {
+            char *end;
+            long db = strtol(after, &end, 10);
+            if (end == after || *end || db < 0 || db > 100000)
+                return ZT_ERR_INVALID;
+            self->db = (int)db;
+        }
+    } else if (*after) {
+        return ZT_ERR_INVALID;
+    }
+    return 0;
+}
+
+static const char *where(const zt_backend_t *self, char *buf, size_t size) {
+    if (self->unix_path)
+        snprintf(buf, size, "%s", self->unix_path);
+    else
+        snprintf(buf, size, "%s:%d", self->host, self->port);
+    return buf;
+}
+
+static struct timeval tv_ms(int ms) {
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    return tv;
+}
+
+/* Runs one command synchronously and checks for an error reply; the reason
+ * of a failure goes to self->last_error. */
+static int simple_command(zt_backend_t *self, redisContext *c, const char *what, int argc,
+                          const char **argv) {
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    if (!r) {
+        snprintf(self->last_error, sizeof self->last_error, "%s failed: %s", what, c->errstr);
+        return ZT_ERR_BACKEND;
+    }
+    int rc = 0;
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(self->last_error, sizeof self->last_error, "%s refused: %.100s", what, r->str);
+        rc = ZT_ERR_BACKEND;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/* Opens a connection, authenticates and (when select_db) selects the db,
+ * each step bounded by timeout_ms. Returns the context, or NULL with the
+ * reason in self->last_error (also logged at warn when loud). */
+static redisContext *open_context(zt_backend_t *self, bool select_db, bool loud, int timeout_ms) {
+    char buf[300];
+    redisContext *c;
+    if (self->unix_path)
+        c = redisConnectUnixWithTimeout(self->unix_path, tv_ms(timeout_ms));
+    else
+        c = redisConnectWithTimeout(self->host, self->port, tv_ms(timeout_ms));
+    if (!c || c->err) {
+        snprintf(self->last_error, sizeof self->last_error, "cannot connect: %s",
+                 c ? c->errstr : "out of memory");
+        goto fail;
+    }
+    redisSetTimeout(c, tv_ms(timeout_ms));
+    redisEnableKeepAlive(c);
+    if (self->password) {
+        const char *argv[3] = {"AUTH", self->username ? self->username : self->password,
+                               self->password};
+        if (simple_command(self, c, "AUTH", self->username ? 3 : 2, argv) != 0)
+            goto fail;
+    }
+    if (select_db && self->db != 0) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", self->db);
+        const char *argv[2] = {"SELECT", db};
+        if (simple_command(self, c, "SELECT", 2, argv) != 0)
+            goto fail;
+    }
+    redisSetTimeout(c, tv_ms(IO_TIMEOUT_MS));
+    return c;
+fail:
+    if (loud)
+        zt_warn("redis at %s: %s", where(self, buf, sizeof buf), self->last_error);
+    if (c)
+        redisFree(c);
+    return NULL;
+}
+
+/* timeout_ms bounds each step of connecting: short from an event loop, which
+ * must not stall its heartbeats on a Redis that accepts and never answers. */
+static int ensure_writer(zt_backend_t *self, bool loud, int timeout_ms) {
+    if (self->ctx)
+        return 0;
+    self->ctx = open_context(self, true, loud, timeout_ms);
+    if (!self->ctx)
+        return ZT_ERR_BACKEND;
+    return 0;
+}
+
+static void entry_free(entry_t *e) {
+    free(e->id);
+    free(e->cmd);
+    free(e);
+}
+
+static void free_entries(entry_t *e) {
+    while (e) {
+        entry_t *next = e->next;
+        entry_free(e);
+        e = next;
+    }
+}
+
+/* The connection failed: forget it and put every unconfirmed entry back at the
+ * head of the queue, oldest first, to be written again. */
+static void connection_lost(zt_backend_t *self, const char *why) {
+    char buf[300];
+    if (!self->warned_down)
+        zt_warn("redis at %s: %s; results will be written again once it is back",
+                where(self, buf, sizeof buf), why);
+    self->warned_down = true;
+    if (self->ctx) {
+        redisFree(self->ctx);
+        self->ctx = NULL;
+    }
+    entry_t *head = NULL, *tail = NULL;
+    int count = 0;
+    while (self->b_head) {
+        batch_t *b = self->b_head;
+        self->b_head = b->next;
+        for (entry_t *e = b->entries; e; e = e->next)
+            count++;
+        if (b->entries) {
+            if (tail)
+                tail->next = b->entries;
+            else
+                head = b->entries;
+            tail = b->entries;
+            while (tail->next)
+                tail = tail->next;
+        }
+        free(b);
+    }
+    self->b_tail = NULL;
+    if (head) {
+        tail->next = self->q_head;
+        self->q_head = head;
+        if (!self->q_tail)
+            self->q_tail = tail;
+        self->queued += count;
+    }
+    int64_t now = zt_clock_mono_ms();
+    self->retry_ivl_ms = self->retry_ivl_ms ? self->retry_ivl_ms * 2 : RETRY_MIN_MS;
+    if (self->retry_ivl_ms > RETRY_MAX_MS)
+        self->retry_ivl_ms = RETRY_MAX_MS;
+    self->retry_at_ms = now + self->retry_ivl_ms;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Life cycle */
+
+static zt_backend_t *create(const char *url, int *err) {
+    if (err)
+        *err = ZT_ERR_INVALID;
+    if (!url)
+        return NULL;
+    zt_backend_t *self = zt_calloc(1, sizeof *self);
+    self->next_batch = 1;
+    self->nonfinal = zhashx_new();
+    if (parse_url(self, url) != 0) {
+        zt_warn("invalid result backend url '%s' (want redis://[:password@]host[:port][/db])", url);
+        zt_backend_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+zt_backend_t *zt_backend_new(const char *url, int *err) {
+    zt_backend_t *self = create(url, err);
+    if (!self)
+        return NULL;
+    if (ensure_writer(self, true, CONNECT_TIMEOUT_MS) != 0) {
+        if (err)
+            *err = ZT_ERR_BACKEND;
+        zt_backend_destroy(&self);
+        return NULL;
+    }
+    if (err)
+        *err = 0;
+    return self;
+}
+
+zt_backend_t *zt_backend_new_lazy(const char *url, int *err) {
+    zt_backend_t *self = create(url, err);
+    if (self && err)
+        *err = 0;
+    return self;
+}
+
+void zt_backend_destroy(zt_backend_t **self_p) {
+    if (!self_p || !*self_p)
+        return;
+    zt_backend_t *self = *self_p;
+    if (self->ctx)
+        redisFree(self->ctx);
+    if (self->sub)
+        redisFree(self->sub);
+    while (self->b_head) {
+        batch_t *b = self->b_head;
+        self->b_head = b->next;
+        free_entries(b->entries);
+        free(b);
+    }
+    free_entries(self->q_head);
+    zhashx_destroy(&self->nonfinal);
+    free(self->host);
+    free(self->unix_path);
+    free(self->username);
+    free(self->password);
+    free(self);
+    *self_p = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Writing */
+
+bool zt_backend_state_is_final(const char *status) {
+    return status && (strcmp(status, "SUCCESS") == 0 || strcmp(status, "FAILURE") == 0 ||
+                      strcmp(status, "REVOKED") == 0);
+}
+
+static bool valid_status(const char *s) {
+    static const char *const names[] = {"STARTED", "PROGRESS", "RETRY",
+                                        "SUCCESS", "FAILURE",  "REVOKED"};
+    for (size_t i = 0; s && i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(s, names[i]) == 0)
+            return true;
+    return false;
+}
+
+json_t *zt_backend_exception(const char *exc_type, const char *message, const char *exc_module) {
+    json_t *o = json_object();
+    json_object_set_new(o, "exc_type", json_string(exc_type ? exc_type : "Exception"));
+    json_t *args = json_array();
+    json_t *msg = json_string(message ? message : "");
+    if (!msg) /* not UTF-8: keep the failure readable rather than lose it */
+        msg = json_string("(message was not valid UTF-8)");
+    json_array_append_new(args, msg);
+    json_object_set_new(o, "exc_message", args);
+    json_object_set_new(o, "exc_module", exc_module ? json_string(exc_module) : json_null());
+    return o;
+}
+
+/* A growing byte buffer for RESP commands. */
+typedef struct {
+    char *data;
+    size_t len, cap;
+} buf_t;
+
+static void buf_add(buf_t *b, const void *p, size_t n) {
+    if (b->len + n > b->cap) {
+        b->cap = (b->len + n) * 2;
+        b->data = zt_realloc(b->data, b->cap);
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+static void buf_add_uint(buf_t *b, uint64_t v) {
+    char digits[24];
+    int i = sizeof digits;
+    do {
+        digits[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    buf_add(b, digits + i, sizeof digits - (size_t)i);
+}
+
+#define BUF_ADD_LIT(b, lit) buf_add((b), (lit), sizeof(lit) - 1)
+
+/* One RESP bulk string: $<len>\r\n<bytes>\r\n */
+static void buf_add_bulk(buf_t *b, const char *p, size_t n) {
+    buf_add(b, "$", 1);
+    buf_add_uint(b, n);
+    buf_add(b, "\r\n", 2);
+    buf_add(b, p, n);
+    buf_add(b, "\r\n", 2);
+}
+
+/* ISO 8601 UTC of now, as zt_clock_iso8601 writes it; the calendar part is
+ * formatted once per second (gmtime and snprintf per result add up). */
+static void date_now(zt_backend_t *self, char *out, size_t size) {
+    double now = zt_clock_wall();
+    int64_t secs = (int64_t)now;
+    long usec = (long)((now - (double)secs) * 1e6);
+    if (usec > 999999)
+        usec = 999999;
+    if (secs != self->date_secs) {
+        char full[40];
+        zt_clock_iso8601((double)secs, full, sizeof full);
+        /* "YYYY-MM-DDTHH:MM:SS.000000": keep up to the dot */
+        char *dot = strchr(full, '.');
+        if (dot)
+            *dot = '\0';
+        snprintf(self->date_prefix, sizeof self->date_prefix, "%s", full);
+        self->date_secs = secs;
+    }
+    size_t n = strlen(self->date_prefix);
+    if (size < n + 8)
+        return;
+    memcpy(out, self->date_prefix, n);
+    out[n] = '.';
+    for (int i = 6; i >= 1; i--) {
+        out[n + (size_t)i] = (char)('0' + usec % 10);
+        usec /= 10;
+    }
+    out[n + 7] = '\0';
+}
+
+int zt_backend_queue_state(zt_backend_t *self, const char *id, const char *status,
+                           const json_t *result, const char *traceback, int64_t ttl_s) {
+    if (!id || !*id || strlen(id) > 256 || !valid_status(status) || ttl_s <= 0)
+        return ZT_ERR_INVALID;
+    bool final = strcmp(status, "STARTED") != 0 && strcmp(status, "PROGRESS") != 0;
+    /* Celery's meta, in Celery's key order. */
+    json_t *meta = json_object();
+    json_object_set_new(meta, "status", json_string(status));
+    json_object_set(meta, "result", result ? (json_t *)result : json_null());
+    json_t *tb = traceback ? json_string(traceback) : json_null();
+    json_object_set_new(meta, "traceback", tb ? tb : json_null());
+    json_object_set_new(meta, "children", json_array());
+    if (zt_backend_state_is_final(status)) {
+        char date[40];
+        date_now(self, date, sizeof date);
+        json_object_set_new(meta, "date_done", json_string(date));
+    } else {
+        json_object_set_new(meta, "date_done", json_null());
+    }
+    json_object_set_new(meta, "task_id", json_string(id));
+    char *text = json_dumps(meta, JSON_COMPACT);
+    json_decref(meta);
+    if (!text)
+        return ZT_ERR_INVALID; /* a result jansson cannot encode (NaN and the like) */
+    size_t text_len = strlen(text);
+
+    /* SETEX key ttl meta, then PUBLISH key meta, as RESP arrays. */
+    size_t id_len = strlen(id);
+    size_t key_len = sizeof KEY_PREFIX - 1 + id_len;
+    buf_t b = {NULL, 0, 0};
+    b.cap = 2 * text_len + 2 * key_len + 96;
+    b.data = zt_malloc(b.cap);
+    BUF_ADD_LIT(&b, "*4\r\n$5\r\nSETEX\r\n$");
+    buf_add_uint(&b, key_len);
+    BUF_ADD_LIT(&b, "\r\n" KEY_PREFIX);
+    buf_add(&b, id, id_len);
+    buf_add(&b, "\r\n", 2);
+    char ttl[24];
+    int ttl_len = snprintf(ttl, sizeof ttl, "%lld", (long long)ttl_s);
+    buf_add_bulk(&b, ttl, (size_t)ttl_len);
+    buf_add_bulk(&b, text, text_len);
+    BUF_ADD_LIT(&b, "*3\r\n$7\r\nPUBLISH\r\n$");
+    buf_add_uint(&b, key_len);
+    BUF_ADD_LIT(&b, "\r\n" KEY_PREFIX);
+    buf_add(&b, id, id_len);
+    buf_add(&b, "\r\n", 2);
+    buf_add_bulk(&b, text, text_len);
+    free(text);
+
+    entry_t *e = zt_calloc(1, sizeof *e);
+    e->id = zt_strndup(id, id_len);
+    e->cmd = b.data;
+    e->len = b.len;
+    e->final = final;
+
+    /* A later state supersedes a queued STARTED/PROGRESS of the same task. */
+    entry_t *old = zhashx_lookup(self->nonfinal, id);
+    if (old) {
+        old->dropped = true;
+        self->queued--;
+        zhashx_delete(self->nonfinal, id);
+    }
+    if (!final)
+        zhashx_insert(self->nonfinal, id, e);
+    if (self->q_tail)
+        self->q_tail->next = e;
+    else
+        self->q_head = e;
+    self->q_tail = e;
+    self->queued++;
+    return 0;
+}
+
+int zt_backend_pending(const zt_backend_t *self) {
+    int n = self->queued;
+    for (batch_t *b = self->b_head; b; b = b->next)
+        for (entry_t *e = b->entries; e; e = e->next)
+            n++;
+    return n;
+}
+
+uint64_t zt_backend_next_batch(const zt_backend_t *self) {
+    return self->next_batch;
+}
+
+uint64_t zt_backend_acked(const zt_backend_t *self) {
+    return self->acked;
+}
+
+int zt_backend_fd(const zt_backend_t *self) {
+    return self->ctx && self->b_head ? self->ctx->fd : -1;
+}
+
+bool zt_backend_waiting(const zt_backend_t *self) {
+    return self->b_head != NULL;
+}
+
+int64_t zt_backend_retry_ms(const zt_backend_t *self) {
+    return self->ctx ? 0 : self->retry_at_ms;
+}
+
+/* With nothing in flight, the batch numbers of an empty queue are confirmed
+ * at once, so callers waiting on them are released. */
+static void ack_if_idle(zt_backend_t *self) {
+    if (!self->b_head && self->queued == 0) {
+        free_entries(self->q_head); /* only dropped entries can be left */
+        self->q_head = self->q_tail = NULL;
+        self->acked = self->next_batch - 1;
+    }
+}
+
+int zt_backend_send(zt_backend_t *self) {
+    if (self->b_head && zt_clock_mono_ms() - self->b_head->sent_ms > REPLY_TIMEOUT_MS) {
+        char why[80];
+        snprintf(why, sizeof why, "no reply for %d ms", REPLY_TIMEOUT_MS);
+        connection_lost(self, why);
+        return ZT_ERR_BACKEND;
+    }
+    if (self->queued == 0) {
+        ack_if_idle(self);
+        return 0;
+    }
+    if (!self->ctx) {
+        if (zt_clock_mono_ms() < self->retry_at_ms)
+            return ZT_ERR_BACKEND;
+        if (ensure_writer(self, false, LOOP_CONNECT_MS) != 0) {
+            connection_lost(self, self->last_error);
+            return ZT_ERR_BACKEND;
+        }
+        if (self->warned_down) {
+            char buf[300];
+            zt_info("redis at %s is back; writing %d queued states", where(self, buf, sizeof buf),
+                    self->queued);
+        }
+        self->warned_down = false;
+        self->retry_ivl_ms = 0;
+    }
+    batch_t *b = zt_calloc(1, sizeof *b);
+    b->number = self->next_batch++;
+    b->sent_ms = zt_clock_mono_ms();
+    entry_t *tail = NULL;
+    entry_t *e = self->q_head;
+    while (e) {
+        entry_t *next = e->next;
+        if (e->dropped) {
+            entry_free(e);
+        } else {
+            e->next = NULL;
+            if (!e->final)
+                zhashx_delete(self->nonfinal, e->id);
+            if (redisAppendFormattedCommand(self->ctx, e->cmd, e->len) != REDIS_OK)
+                ZT_ASSERT(!"hiredis refused to buffer a command"); /* only on OOM */
+            if (tail)
+                tail->next = e;
+            else
+                b->entries = e;
+            tail = e;
+            b->replies_left += 2;
+        }
+        e = next;
+    }
+    self->q_head = self->q_tail = NULL;
+    self->queued = 0;
+    if (self->b_tail)
+        self->b_tail->next = b;
+    else
+        self->b_head = b;
+    self->b_tail = b;
+    int done = 0;
+    while (!done) {
+        if (redisBufferWrite(self->ctx, &done) != REDIS_OK) {
+            char why[200];
+            snprintf(why, sizeof why, "write failed: %s", self->ctx->errstr);
+            connection_lost(self, why);
+            return ZT_ERR_BACKEND;
+        }
+    }
+    return 0;
+}
+
+/* Consumes the replies hiredis has already parsed. */
+static int take_replies(zt_backend_t *self) {
+    for (;;) {
+        void *reply = NULL;
+        if (redisGetReplyFromReader(self->ctx, &reply) != REDIS_OK) {
+            connection_lost(self, "unreadable reply");
+            return ZT_ERR_BACKEND;
+        }
+        if (!reply)
+            return 0;
+        redisReply *r = reply;
+        batch_t *b = self->b_head;
+        if (!b) {
+            freeReplyObject(r);
+            connection_lost(self, "reply nobody asked for");
+            return ZT_ERR_BACKEND;
+        }
+        if (r->type == REDIS_REPLY_ERROR)
+            zt_warn("redis refused a result write: %s", r->str);
+        freeReplyObject(r);
+        if (--b->replies_left == 0) {
+            self->acked = b->number;
+            self->b_head = b->next;
+            if (!self->b_head)
+                self->b_tail = NULL;
+            free_entries(b->entries);
+            free(b);
+        }
+    }
+}
+
+int zt_backend_recv(zt_backend_t *self) {
+    if (!self->ctx || !self->b_head) {
+        ack_if_idle(self);
+        return 0;
+    }
+    struct pollfd pfd = {self->ctx->fd, POLLIN, 0};
+    int n = poll(&pfd, 1, 0);
+    if (n > 0) {
+        if (redisBufferRead(self->ctx) != REDIS_OK) {
+            char why[200];
+            snprintf(why, sizeof why, "read failed: %s", self->ctx->errstr);
+            connection_lost(self, why);
+            return ZT_ERR_BACKEND;
+        }
+    }
+    int rc = take_replies(self);
+    if (rc == 0)
+        ack_if_idle(self);
+    return rc;
+}
+
+/* Waits until every sent batch is confirmed. */
+static int drain(zt_backend_t *self) {
+    int64_t deadline = zt_clock_mono_ms() + IO_TIMEOUT_MS;
+    while (self->b_head) {
+        int64_t left = deadline - zt_clock_mono_ms();
+        if (left <= 0) {
+            connection_lost(self, "no reply within the time limit");
+            return ZT_ERR_BACKEND;
+        }
+        struct pollfd pfd = {self->ctx->fd, POLLIN, 0};
+        int n = poll(&pfd, 1, (int)left);
+        if (n < 0 && errno != EINTR) {
+            connection_lost(self, "poll failed");
+            return ZT_ERR_BACKEND;
+        }
+        if (n > 0 && redisBufferRead(self->ctx) != REDIS_OK) {
+            char why[200];
+            snprintf(why, sizeof why, "read failed: %s", self->ctx->errstr);
+            connection_lost(self, why);
+            return ZT_ERR_BACKEND;
+        }
+        if (take_replies(self) != 0)
+            return ZT_ERR_BACKEND;
+    }
+    return 0;
+}
+
+int zt_backend_flush(zt_backend_t *self) {
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (attempt == 1)
+            self->retry_at_ms = 0; /* "reconnects once": now, not after the backoff */
+        if (self->b_head && drain(self) != 0)
+            continue;
+        if (zt_backend_send(self) != 0)
+            continue;
+        if (drain(self) != 0)
+            continue;
+        ack_if_idle(self);
+        return 0;
+    }
+    return ZT_ERR_BACKEND;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading */
+
+static json_t *parse_meta(const char *text, size_t len) {
+    json_error_t jerr;
+    json_t *meta = json_loadb(text, len, 0, &jerr);
+    if (!meta || !json_is_object(meta)) {
+        json_decref(meta);
+        return NULL;
+    }
+    return meta;
+}
+
+int zt_backend_get(zt_backend_t *self, const char *id, json_t **meta) {
+    *meta = NULL;
+    if (!id || strlen(id) > 256)
+        return ZT_ERR_INVALID;
+    if (self->b_head || self->queued) {
+        if (zt_backend_flush(self) != 0)
+            return ZT_ERR_BACKEND;
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (ensure_writer(self, true, CONNECT_TIMEOUT_MS) != 0)
+            return ZT_ERR_BACKEND;
+        char key[sizeof KEY_PREFIX + 256];
+        snprintf(key, sizeof key, "%s%s", KEY_PREFIX, id);
+        redisReply *r = redisCommand(self->ctx, "GET %s", key);
+        if (!r) {
+            redisFree(self->ctx);
+            self->ctx = NULL;
+            continue;
+        }
+        int rc;
+        if (r->type == REDIS_REPLY_NIL) {
+            rc = ZT_ERR_NOT_FOUND;
+        } else if (r->type == REDIS_REPLY_STRING) {
+            *meta = parse_meta(r->str, r->len);
+            rc = *meta ? 0 : ZT_ERR_BACKEND;
+            if (!*meta)
+                zt_warn("result of %s in redis is not a JSON object", id);
+        } else {
+            zt_warn("redis GET %s: unexpected reply type %d", key, r->type);
+            rc = ZT_ERR_BACKEND;
+        }
+        freeReplyObject(r);
+        return rc;
+    }
+    return ZT_ERR_BACKEND;
+}
+
+/* Reads one reply from the subscriber connection within deadline. Returns
+ * 0 with *reply (caller frees), ZT_ERR_TIMEOUT, or ZT_ERR_BACKEND. */
+static int sub_read(zt_backend_t *self, int64_t deadline, redisReply **reply) {
+    *reply = NULL;
+    for (;;) {
+        void *r = NULL;
+        if (redisGetReplyFromReader(self->sub, &r) != REDIS_OK)
+            return ZT_ERR_BACKEND;
+        if (r) {
+            *reply = r;
+            return 0;
+        }
+        int64_t left = deadline - zt_clock_mono_ms();
+        if (left <= 0)
+            return ZT_ERR_TIMEOUT;
+        struct pollfd pfd = {self->sub->fd, POLLIN, 0};
+        int n = poll(&pfd, 1, (int)left);
+        if (n < 0 && errno != EINTR)
+            return ZT_ERR_BACKEND;
+        if (n > 0 && redisBufferRead(self->sub) != REDIS_OK)
+            return ZT_ERR_BACKEND;
+    }
+}
+
+static bool reply_kind(const redisReply *r, const char *kind) {
+    return r->type == REDIS_REPLY_ARRAY && r->elements >= 3 &&
+           r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, kind) == 0;
+}
+
+static void sub_close(zt_backend_t *self) {
+    if (self->sub) {
+        redisFree(self->sub);
+        self->sub = NULL;
+    }
+}
+
+static bool meta_is_final(const json_t *meta) {
+    return zt_backend_state_is_final(json_string_value(json_object_get(meta, "status")));
+}
+
+int zt_backend_wait(zt_backend_t *self, const char *id, int timeout_ms, json_t **meta) {
+    *meta = NULL;
+    if (!id || strlen(id) > 256)
+        return ZT_ERR_INVALID;
+    int64_t deadline = zt_clock_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    char key[sizeof KEY_PREFIX + 256];
+    snprintf(key, sizeof key, "%s%s", KEY_PREFIX, id);
+    if (!self->sub) {
+        self->sub = open_context(self, false, true, CONNECT_TIMEOUT_MS);
+        if (!self->sub)
+            return ZT_ERR_BACKEND;
+    }
+    /* Subscribe first, then GET: a state written in between is seen by one of the two. */
+    const char *argv[2] = {"SUBSCRIBE", key};
+    if (redisAppendCommandArgv(self->sub, 2, argv, NULL) != REDIS_OK) {
+        sub_close(self);
+        return ZT_ERR_BACKEND;
+    }
+    int done = 0;
+    while (!done) {
+        if (redisBufferWrite(self->sub, &done) != REDIS_OK) {
+            sub_close(self);
+            return ZT_ERR_BACKEND;
+        }
+    }
+    int rc;
+    redisReply *r = NULL;
+    /* The confirmation. */
+    rc = sub_read(self, zt_clock_mono_ms() + IO_TIMEOUT_MS, &r);
+    if (rc != 0 || !reply_kind(r, "subscribe")) {
+        if (r)
+            freeReplyObject(r);
+        sub_close(self);
+        return ZT_ERR_BACKEND;
+    }
+    freeReplyObject(r);
+    json_t *latest = NULL;
+    rc = zt_backend_get(self, id, &latest);
+    if (rc == ZT_ERR_NOT_FOUND) {
+        rc = 0;
+    } else if (rc != 0) {
+        sub_close(self);
+        return rc;
+    }
+    while (!(latest && meta_is_final(latest))) {
+        rc = sub_read(self, deadline, &r);
+        if (rc != 0)
+            break;
+        if (reply_kind(r, "message") && r->element[2]->type == REDIS_REPLY_STRING) {
+            json_t *m = parse_meta(r->element[2]->str, r->element[2]->len);
+            if (m) {
+                json_decref(latest);
+                latest = m;
+            }
+        }
+        freeReplyObject(r);
+    }
+    if (rc == ZT_ERR_BACKEND) {
+        sub_close(self);
+        *meta = latest;
+        return ZT_ERR_BACKEND;
+    }
+    /* Leave the connection reusable: unsubscribe and read up to the confirmation. */
+    const char *uargv[2] = {"UNSUBSCRIBE", key};
+    done = 0;
+    if (redisAppendCommandArgv(self->sub, 2, uargv, NULL) != REDIS_OK) {
+        sub_close(self);
+    } else {
+        while (self->sub && !done)
+            if (redisBufferWrite(self->sub, &done) != REDIS_OK)
+                sub_close(self);
+        int64_t udeadline = zt_clock_mono_ms() + IO_TIMEOUT_MS;
+        while (self->sub) {
+            if (sub_read(self, udeadline, &r) != 0) {
+                sub_close(self);
+                break;
+            }
+            bool last = reply_kind(r, "unsubscribe");
+            freeReplyObject(r);
+            if (last)
+                break;
+        }
+    }
+    *meta = latest;
+    if (latest && meta_is_final(latest))
+        return 0;
+    return ZT_ERR_TIMEOUT;
+}
