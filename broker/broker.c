@@ -11,6 +11,7 @@
  * entry). Up to BATCH_MAX messages are handled per wakeup before timers,
  * the journal commit and the dispatch pass run. */
 #include "broker.h"
+#include "broadcast.h"
 #include "control.h"
 #include "events.h"
 #include "journal.h"
@@ -66,8 +67,9 @@ struct broker {
     broker_queue_t *last_queue;  /* lookup cache: clients tend to use one queue */
     broker_timer_heap_t *timers; /* scheduled tasks by due time (monotonic usecs) */
     broker_workers_t *workers;
-    zhashx_t *revoked_ids; /* unknown ids revoked (set); keys owned by the hash */
-    char **revoked_ring;   /* same ids in arrival order, for FIFO eviction */
+    broker_broadcasts_t *broadcasts; /* client broadcasts waiting for workers */
+    zhashx_t *revoked_ids;           /* unknown ids revoked (set); keys owned by the hash */
+    char **revoked_ring;             /* same ids in arrival order, for FIFO eviction */
     size_t revoked_next;
 
     msgpack_zone zone;   /* decoded bodies, cleared per message */
@@ -352,6 +354,9 @@ static void worker_gone(broker_t *self, broker_worker_t *w, const char *reason) 
                 broker_worker_name(w), (long long)((self->now - broker_worker_last_seen(w)) / 1000),
                 held);
     requeue_in_flight(self, w, bye);
+    size_t idsize;
+    const void *identity = broker_worker_identity(w, &idsize);
+    broker_broadcasts_worker_gone(self->broadcasts, identity, idsize);
     event_worker_offline(self, w, reason);
     broker_workers_remove(self->workers, &w);
 }
@@ -514,13 +519,98 @@ static void handle_submit(broker_t *self, const void *identity, size_t isize, co
 static void handle_control(broker_t *self, const void *identity, size_t isize,
                            const msgpack_object *root) {
     char reason[256];
+    bool deferred;
     self->reply.size = 0;
-    if (broker_control_handle(self, root, &self->reply_pk, reason, sizeof reason) != 0) {
+    if (broker_control_handle(self, identity, isize, root, &self->reply_pk, &deferred, reason,
+                              sizeof reason) != 0) {
         protocol_error(self, identity, isize, ZT_WIRE_INVALID_FIELD, reason);
         return;
     }
+    if (deferred)
+        return; /* a broadcast: finish_broadcasts() answers */
     send_raw(self, identity, isize, ZT_CMD_CONTROL_REPLY, self->reply.data, self->reply.size, NULL,
              0);
+}
+
+/* ---- broadcast (PROTOCOL.md §6.5) --------------------------------------------------- */
+
+/* True if the worker's name is one of the strings in dest (an array). */
+static bool named_in(const broker_worker_t *w, const msgpack_object *dest) {
+    const char *name = broker_worker_name(w);
+    size_t len = strlen(name);
+    for (uint32_t i = 0; i < dest->via.array.size; i++) {
+        const msgpack_object *o = &dest->via.array.ptr[i];
+        if (o->via.str.size == len && memcmp(o->via.str.ptr, name, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Packs CONTROL {req, op, ...arguments} into self->out. Arguments named
+ * req or op are left out: those two are the broker's. */
+static void pack_worker_control(broker_t *self, uint64_t req, const broker_broadcast_request_t *r) {
+    size_t nargs = 0;
+    const msgpack_object *args = r->arguments;
+    for (uint32_t i = 0; args && i < args->via.map.size; i++) {
+        const msgpack_object *k = &args->via.map.ptr[i].key;
+        nargs += !zt_mp_str_eq(k, "req") && !zt_mp_str_eq(k, "op");
+    }
+    pack_reset(self);
+    msgpack_pack_map(&self->pk, 2 + nargs);
+    zt_pack_kv_uint(&self->pk, "req", req);
+    zt_pack_cstr(&self->pk, "op");
+    zt_pack_strn(&self->pk, r->command, r->command_len);
+    for (uint32_t i = 0; args && i < args->via.map.size; i++) {
+        const msgpack_object_kv *kv = &args->via.map.ptr[i];
+        if (zt_mp_str_eq(&kv->key, "req") || zt_mp_str_eq(&kv->key, "op"))
+            continue;
+        msgpack_pack_object(&self->pk, kv->key);
+        msgpack_pack_object(&self->pk, kv->val);
+    }
+}
+
+int broker_broadcast(broker_t *self, const void *client, size_t client_size, uint64_t req,
+                     const broker_broadcast_request_t *r) {
+    int64_t deadline = self->now + (int64_t)ceil(r->timeout * 1e6);
+    broker_broadcast_t *bc =
+        broker_broadcasts_start(self->broadcasts, client, client_size, req, deadline);
+    if (!bc)
+        return ZT_ERR_TOO_LARGE;
+    size_t n = broker_workers_size(self->workers);
+    for (size_t i = 0; i < n; i++) {
+        broker_worker_t *w = broker_workers_at(self->workers, i);
+        if (!broker_worker_registered(w) || (r->destination && !named_in(w, r->destination)))
+            continue;
+        size_t idsize;
+        const void *identity = broker_worker_identity(w, &idsize);
+        uint64_t wreq = broker_broadcast_add_target(self->broadcasts, bc, identity, idsize,
+                                                    broker_worker_name(w));
+        pack_worker_control(self, wreq, r);
+        send_to_worker(self, w, ZT_CMD_CONTROL);
+    }
+    zt_info("broadcast '%.*s' sent to %zu workers (timeout %.3g s)", (int)r->command_len,
+            r->command, broker_broadcast_targets(bc), r->timeout);
+    return 0;
+}
+
+/* Answers every broadcast that is complete or past its deadline. */
+static void finish_broadcasts(broker_t *self) {
+    broker_broadcast_t *bc;
+    while ((bc = broker_broadcasts_pop_finished(self->broadcasts, self->now))) {
+        size_t csize;
+        const void *client = broker_broadcast_client(bc, &csize);
+        self->reply.size = 0;
+        msgpack_pack_map(&self->reply_pk, 3);
+        zt_pack_kv_uint(&self->reply_pk, "req", broker_broadcast_client_req(bc));
+        zt_pack_kv_bool(&self->reply_pk, "ok", true);
+        zt_pack_cstr(&self->reply_pk, "result");
+        broker_broadcast_pack_result(bc, &self->reply_pk);
+        send_raw(self, client, csize, ZT_CMD_CONTROL_REPLY, self->reply.data, self->reply.size,
+                 NULL, 0);
+        zt_debug("broadcast answered: %zu of %zu workers replied", broker_broadcast_answered(bc),
+                 broker_broadcast_targets(bc));
+        broker_broadcast_destroy(&bc);
+    }
 }
 
 /* ---- worker commands ------------------------------------------------------------ */
@@ -984,6 +1074,20 @@ static void handle_release(broker_t *self, broker_worker_t *w, const void *ident
     }
 }
 
+/* A worker answers a broadcast's CONTROL. Late or stray replies are dropped. */
+static void handle_control_reply(broker_t *self, broker_worker_t *w, const void *identity,
+                                 size_t isize, const msgpack_object *root) {
+    uint64_t req;
+    if (zt_mp_get_uint(root, "req", &req) != 0) {
+        protocol_error(self, identity, isize, ZT_WIRE_INVALID_FIELD,
+                       "field 'req' missing or not an unsigned integer");
+        return;
+    }
+    if (broker_broadcasts_reply(self->broadcasts, identity, isize, req, root) != 0)
+        zt_debug("CONTROL-REPLY %llu from %s answers no pending broadcast: dropped",
+                 (unsigned long long)req, broker_worker_name(w));
+}
+
 static void handle_heartbeat(broker_t *self, broker_worker_t *w, const void *identity, size_t isize,
                              const msgpack_object *root) {
     uint64_t active, processed;
@@ -1016,6 +1120,7 @@ static bool worker_command(int cmd) {
     case ZT_CMD_RELEASE:
     case ZT_CMD_HEARTBEAT:
     case ZT_CMD_BYE:
+    case ZT_CMD_CONTROL_REPLY:
         return true;
     default:
         return false;
@@ -1112,6 +1217,9 @@ static void handle_message(broker_t *self, zt_frames_t *f) {
     case ZT_CMD_HEARTBEAT:
         handle_heartbeat(self, w, identity, isize, root);
         break;
+    case ZT_CMD_CONTROL_REPLY:
+        handle_control_reply(self, w, identity, isize, root);
+        break;
     case ZT_CMD_BYE:
         worker_gone(self, w, "bye");
         break;
@@ -1173,6 +1281,9 @@ static long poll_timeout(broker_t *self) {
     int64_t timer = broker_timer_heap_wait(self->timers, self->now);
     if (timer >= 0 && timer < wait)
         wait = timer;
+    int64_t bcast = broker_broadcasts_wait(self->broadcasts, self->now);
+    if (bcast >= 0 && bcast < wait)
+        wait = bcast;
     if (wait <= 0)
         return 0;
     int64_t ms = (wait + 999) / 1000; /* round up: never wake before due */
@@ -1208,6 +1319,8 @@ int broker_run(broker_t *self) {
         dispatch(self);
         if (self->now >= self->next_housekeeping)
             housekeeping(self);
+        if (broker_broadcasts_size(self->broadcasts))
+            finish_broadcasts(self);
     }
     zt_info("stopping");
     return 0;
@@ -1276,6 +1389,7 @@ broker_t *broker_new(const broker_options_t *opts, int *err) {
     zhashx_set_destructor(self->queues, queue_free);
     self->timers = broker_timer_heap_new(broker_task_heap_setpos);
     self->workers = broker_workers_new();
+    self->broadcasts = broker_broadcasts_new();
     self->revoked_ids = zhashx_new();
     self->revoked_ring = zt_calloc(REVOKED_IDS_MAX, sizeof *self->revoked_ring);
     msgpack_zone_init(&self->zone, ZONE_CHUNK);
@@ -1335,6 +1449,7 @@ void broker_destroy(broker_t **self_p) {
     zsock_destroy(&self->router);
     broker_events_destroy(&self->events);
     /* unlink every task from lists and the heap, then free the records */
+    broker_broadcasts_destroy(&self->broadcasts);
     broker_workers_destroy(&self->workers);
     zhashx_destroy(&self->queues);
     broker_timer_heap_destroy(&self->timers);

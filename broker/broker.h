@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include <czmq.h>
+#include <msgpack.h>
 
 #include "queue.h"
 #include "task.h"
@@ -110,6 +111,27 @@ double broker_due_to_wall(const broker_t *self, int64_t due);
 /* Purges the ready tasks of the queue named queue, or of every queue when
  * queue is NULL: they become tombstones (reason purged). Returns how many. */
 size_t broker_purge(broker_t *self, const char *queue);
+
+/* A client's `broadcast` (PROTOCOL.md §5.2, §6.5), validated by control.c.
+ * Strings and objects are borrowed from the request for the call only. */
+#define BROKER_BROADCAST_TIMEOUT_MAX 30 /* seconds */
+typedef struct {
+    const char *command; /* the op the workers run; not NUL-terminated */
+    size_t command_len;
+    const msgpack_object *destination; /* array of worker names, or NULL for all */
+    double timeout;                    /* seconds, 0..BROKER_BROADCAST_TIMEOUT_MAX */
+    const msgpack_object *arguments;   /* map merged into each CONTROL, or NULL */
+} broker_broadcast_request_t;
+
+/* Sends CONTROL {req, op: command, ...arguments} to every live worker (or
+ * those named in destination), each with a req number of the broker's own,
+ * and arranges for the client (ROUTER identity client[0..client_size)) to
+ * get one CONTROL-REPLY {req, ok: true, result: {worker name: reply}} when
+ * all of them answered or the timeout passed, whichever comes first; the
+ * loop never waits for it. Returns 0, or ZT_ERR_TOO_LARGE when too many
+ * broadcasts are pending already (nothing was sent). */
+int broker_broadcast(broker_t *self, const void *client, size_t client_size, uint64_t req,
+                     const broker_broadcast_request_t *request);
 
 /* Revokes a task by id (PROTOCOL.md §5.2 revoke). Returns the state it was
  * found in: "queued", "scheduled", "running" or "unknown" (then the id is

@@ -2,6 +2,7 @@
  * {req, ok, result}. Listings count first and pack second because
  * MessagePack needs array sizes up front. */
 #include "control.h"
+#include "broadcast.h"
 #include "zt_clock.h"
 #include "zt_codec.h"
 #include "zt_error.h"
@@ -12,9 +13,13 @@
 
 typedef struct {
     broker_t *broker;
+    const void *client; /* ROUTER identity of the asking client */
+    size_t client_size;
+    uint64_t req;
     const msgpack_object *request;
     msgpack_packer *pk;
-    size_t limit; /* for listings */
+    size_t limit;  /* for listings */
+    bool deferred; /* the op answers later (broadcast) */
     char error[256];
 } ctx_t;
 
@@ -270,19 +275,84 @@ static int op_stats(ctx_t *c) {
     return 0;
 }
 
+/* A worker op name: 1-64 bytes of [A-Za-z0-9_.-]. */
+static bool valid_command(const char *s, size_t len) {
+    if (len == 0 || len > 64)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '.' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+static int op_broadcast(ctx_t *c) {
+    broker_broadcast_request_t r;
+    memset(&r, 0, sizeof r);
+    if (zt_mp_get_str(c->request, "command", &r.command, &r.command_len) != 0 ||
+        !valid_command(r.command, r.command_len)) {
+        snprintf(c->error, sizeof c->error,
+                 "broadcast: 'command' must be an op name (1-64 bytes of [A-Za-z0-9_.-])");
+        return ZT_ERR_INVALID;
+    }
+    const msgpack_object *dest = zt_mp_get(c->request, "destination");
+    if (dest && dest->type != MSGPACK_OBJECT_NIL) {
+        bool ok = dest->type == MSGPACK_OBJECT_ARRAY;
+        for (uint32_t i = 0; ok && i < dest->via.array.size; i++)
+            ok = dest->via.array.ptr[i].type == MSGPACK_OBJECT_STR;
+        if (!ok) {
+            snprintf(c->error, sizeof c->error,
+                     "broadcast: 'destination' must be an array of worker names");
+            return ZT_ERR_INVALID;
+        }
+        r.destination = dest;
+    }
+    r.timeout = 1.0;
+    int rc = zt_mp_get_double(c->request, "timeout", &r.timeout);
+    if (rc == ZT_ERR_INVALID || r.timeout < 0 || r.timeout > BROKER_BROADCAST_TIMEOUT_MAX) {
+        snprintf(c->error, sizeof c->error,
+                 "broadcast: 'timeout' must be a number of seconds from 0 to %d",
+                 BROKER_BROADCAST_TIMEOUT_MAX);
+        return ZT_ERR_INVALID;
+    }
+    const msgpack_object *args = zt_mp_get(c->request, "arguments");
+    if (args && args->type != MSGPACK_OBJECT_NIL) {
+        bool ok = args->type == MSGPACK_OBJECT_MAP;
+        for (uint32_t i = 0; ok && i < args->via.map.size; i++)
+            ok = args->via.map.ptr[i].key.type == MSGPACK_OBJECT_STR;
+        if (!ok) {
+            snprintf(c->error, sizeof c->error,
+                     "broadcast: 'arguments' must be a map with string keys");
+            return ZT_ERR_INVALID;
+        }
+        r.arguments = args;
+    }
+    if (broker_broadcast(c->broker, c->client, c->client_size, c->req, &r) != 0) {
+        snprintf(c->error, sizeof c->error, "broadcast: %d broadcasts already pending",
+                 BROKER_BROADCASTS_MAX);
+        return ZT_ERR_INVALID;
+    }
+    c->deferred = true;
+    return 0;
+}
+
 static const struct {
     const char *name;
     op_fn *fn;
 } ops[] = {
-    {"ping", op_ping},     {"queues", op_queues},     {"workers", op_workers},
-    {"purge", op_purge},   {"revoke", op_revoke},     {"scheduled", op_scheduled},
-    {"active", op_active}, {"reserved", op_reserved}, {"registered", op_registered},
-    {"stats", op_stats},
+    {"ping", op_ping},     {"queues", op_queues},       {"workers", op_workers},
+    {"purge", op_purge},   {"revoke", op_revoke},       {"scheduled", op_scheduled},
+    {"active", op_active}, {"reserved", op_reserved},   {"registered", op_registered},
+    {"stats", op_stats},   {"broadcast", op_broadcast},
 };
 
-int broker_control_handle(broker_t *broker, const msgpack_object *request, msgpack_packer *pk,
+int broker_control_handle(broker_t *broker, const void *client, size_t client_size,
+                          const msgpack_object *request, msgpack_packer *pk, bool *deferred,
                           char *reason, size_t reason_size) {
     uint64_t req = 0;
+    *deferred = false;
     int rc = zt_mp_get_uint(request, "req", &req);
     if (rc == ZT_ERR_INVALID) {
         snprintf(reason, reason_size, "field 'req' must be an unsigned integer");
@@ -294,7 +364,13 @@ int broker_control_handle(broker_t *broker, const msgpack_object *request, msgpa
         snprintf(reason, reason_size, "field 'op' missing or not a string");
         return ZT_ERR_INVALID;
     }
-    ctx_t c = {.broker = broker, .request = request, .pk = pk, .limit = BROKER_CONTROL_LIST_MAX};
+    ctx_t c = {.broker = broker,
+               .client = client,
+               .client_size = client_size,
+               .req = req,
+               .request = request,
+               .pk = pk,
+               .limit = BROKER_CONTROL_LIST_MAX};
     uint64_t limit;
     if (zt_mp_get_uint(request, "limit", &limit) == 0 && limit < c.limit)
         c.limit = (size_t)limit;
@@ -303,6 +379,7 @@ int broker_control_handle(broker_t *broker, const msgpack_object *request, msgpa
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         if (strlen(ops[i].name) == op_len && memcmp(ops[i].name, op, op_len) == 0)
             fn = ops[i].fn;
+    size_t begin = ((msgpack_sbuffer *)pk->data)->size;
     msgpack_pack_map(pk, 3);
     zt_pack_kv_uint(pk, "req", req);
     if (!fn) {
@@ -329,6 +406,10 @@ int broker_control_handle(broker_t *broker, const msgpack_object *request, msgpa
         ((msgpack_sbuffer *)pk->data)->size = mark;
         zt_pack_kv_bool(pk, "ok", false);
         zt_pack_kv_cstr(pk, "error", c.error);
+    } else if (c.deferred) {
+        ZT_ASSERT(((msgpack_sbuffer *)pk->data)->size == before);
+        ((msgpack_sbuffer *)pk->data)->size = begin; /* nothing to send now */
+        *deferred = true;
     }
     return 0;
 }
