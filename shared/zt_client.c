@@ -91,17 +91,23 @@ void *zt_client_socket(zt_client_t *self) {
 static int recv_message(zt_client_t *self, int64_t deadline, zt_frames_t *frames, int *cmd,
                         zt_body_t **body) {
     for (;;) {
-        int64_t left = deadline - zt_clock_mono_ms();
-        if (left < 0)
-            left = 0;
-        zmq_pollitem_t item = {self->socket, 0, ZMQ_POLLIN, 0};
-        int rc = zmq_poll(&item, 1, (long)left);
-        if (rc < 0)
-            return errno == EINTR ? ZT_ERR_INTERRUPTED : ZT_ERR_IO;
-        if (rc == 0)
-            return ZT_ERR_TIMEOUT;
-        if (zt_frames_recv(self->socket, frames, false, ZMQ_DONTWAIT) != 0)
+        /* Under pipelining a reply is usually waiting already: try to read
+         * before paying for a poll(2). */
+        int got = zt_frames_recv(self->socket, frames, false, ZMQ_DONTWAIT);
+        if (got == ZT_ERR_INTERRUPTED)
+            return got;
+        if (got != 0) {
+            int64_t left = deadline - zt_clock_mono_ms();
+            if (left < 0)
+                left = 0;
+            zmq_pollitem_t item = {self->socket, 0, ZMQ_POLLIN, 0};
+            int rc = zmq_poll(&item, 1, (long)left);
+            if (rc < 0)
+                return errno == EINTR ? ZT_ERR_INTERRUPTED : ZT_ERR_IO;
+            if (rc == 0)
+                return ZT_ERR_TIMEOUT;
             continue;
+        }
         const void *data, *extra;
         size_t size, extra_size;
         const char *code;

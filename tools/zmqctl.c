@@ -56,8 +56,12 @@ enum {
     OPT_ID,
     OPT_WAIT,
     OPT_TERMINATE,
-    OPT_SIGNAL
+    OPT_SIGNAL,
+    OPT_DESTINATION,
+    OPT_REPLY_TIMEOUT
 };
+
+#define CTL_DEFAULT_REPLY_TIMEOUT_S 1.0
 
 /* Accepted before the command and after it, so `zmqctl send ... --json` works. */
 #define GLOBAL_SHORT "b:h"
@@ -604,7 +608,8 @@ static int cmd_purge(ctl_t *ctl, const command_t *cmd, int argc, char **argv) {
     return status;
 }
 
-/* queues, workers and inspect WHAT: a CONTROL op without arguments and a table. */
+/* queues, workers, ping, stats and inspect scheduled: a broker CONTROL op
+ * without arguments, shown as a table. */
 static int show(ctl_t *ctl, const char *op) {
     json_t *result = NULL;
     int64_t t0 = zt_clock_mono_us();
@@ -619,14 +624,8 @@ static int show(ctl_t *ctl, const char *op) {
         zmqctl_format_queues(stdout, result);
     else if (!strcmp(op, "workers"))
         zmqctl_format_workers(stdout, result);
-    else if (!strcmp(op, "active"))
-        zmqctl_format_active(stdout, result, now);
     else if (!strcmp(op, "scheduled"))
         zmqctl_format_scheduled(stdout, result, now);
-    else if (!strcmp(op, "reserved"))
-        zmqctl_format_reserved(stdout, result);
-    else if (!strcmp(op, "registered"))
-        zmqctl_format_registered(stdout, result);
     else if (!strcmp(op, "stats"))
         zmqctl_format_stats(stdout, result);
     else {
@@ -649,19 +648,105 @@ static int cmd_list(ctl_t *ctl, const command_t *cmd, int argc, char **argv) {
     return show(ctl, cmd->name);
 }
 
+/* Options of commands answered by workers: -d NAME[,NAME...] and -t S. */
+typedef struct {
+    json_t *destination; /* JSON array of names, or NULL for every worker */
+    double reply_timeout_s;
+} remote_state_t;
+
+static int remote_option(const command_t *cmd, void *state, int c, const char *arg) {
+    remote_state_t *s = state;
+    if (c == 't') {
+        if (parse_double(arg, 0.01, &s->reply_timeout_s) || s->reply_timeout_s > 30)
+            return usage_error(cmd, "-t wants seconds (0.01 to 30), not '%s'", arg);
+        return 0;
+    }
+    if (c != 'd')
+        return 1;
+    if (!s->destination)
+        s->destination = json_array();
+    /* Accept -d a,b as well as -d a -d b. */
+    const char *p = arg;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        if (n > 0)
+            json_array_append_new(s->destination, json_stringn(p, n));
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
+/* Asks the live workers (or those in -d) through the broker's `broadcast`
+ * and prints their answers. No worker answering is a failure, as in Celery
+ * ("No nodes replied within time constraint"). */
+static int ask_workers(ctl_t *ctl, const char *command, const remote_state_t *s) {
+    json_t *args = json_object();
+    json_object_set_new(args, "command", json_string(command));
+    json_object_set_new(args, "timeout", json_real(s->reply_timeout_s));
+    if (s->destination)
+        json_object_set(args, "destination", s->destination);
+    json_t *result = NULL;
+    double saved = ctl->timeout_s;
+    /* The broker answers once the reply timeout has passed: wait for that too. */
+    ctl->timeout_s = saved + s->reply_timeout_s;
+    int status = control(ctl, "broadcast", args, &result);
+    ctl->timeout_s = saved;
+    json_decref(args);
+    if (status != CTL_EXIT_OK)
+        return status;
+    if (!json_is_object(result) || json_object_size(result) == 0) {
+        if (ctl->json)
+            zmqctl_print_json(stdout, json_is_object(result) ? result : NULL);
+        fprintf(stderr, "zmqctl: no worker replied within %.2f s\n", s->reply_timeout_s);
+        json_decref(result);
+        return CTL_EXIT_FAIL;
+    }
+    if (ctl->json)
+        zmqctl_print_json(stdout, result);
+    else
+        zmqctl_format_worker_replies(stdout, command, result, zt_clock_wall());
+    json_decref(result);
+    return CTL_EXIT_OK;
+}
+
 static int cmd_inspect(ctl_t *ctl, const command_t *cmd, int argc, char **argv) {
-    static const char *const whats[] = {"ping",     "active",     "scheduled",
-                                        "reserved", "registered", "stats"};
-    int first, status = parse_options(ctl, cmd, argc, argv, NULL, NULL, &first);
+    static const char *const remote[] = {"ping", "active", "reserved", "registered", "stats"};
+    remote_state_t s = {NULL, CTL_DEFAULT_REPLY_TIMEOUT_S};
+    int first, status = parse_options(ctl, cmd, argc, argv, remote_option, &s, &first);
     if (!status && argc - first != 1)
         status =
             usage_error(cmd, "%s", "wants one of ping|active|scheduled|reserved|registered|stats");
-    if (status)
-        return status == CTL_HELP_SHOWN ? CTL_EXIT_OK : status;
-    for (size_t i = 0; i < sizeof whats / sizeof whats[0]; i++)
-        if (!strcmp(argv[first], whats[i]))
-            return show(ctl, whats[i]);
-    return usage_error(cmd, "unknown inspect target '%s'", argv[first]);
+    if (!status && !strcmp(argv[first], "scheduled")) {
+        /* Timers live in the broker, not in the workers. */
+        status = s.destination ? usage_error(cmd, "%s", "-d does not apply to scheduled")
+                               : show(ctl, "scheduled");
+        json_decref(s.destination);
+        return status;
+    }
+    for (size_t i = 0; !status && i < sizeof remote / sizeof remote[0]; i++) {
+        if (!strcmp(argv[first], remote[i])) {
+            status = ask_workers(ctl, remote[i], &s);
+            json_decref(s.destination);
+            return status;
+        }
+    }
+    if (!status)
+        status = usage_error(cmd, "unknown inspect target '%s'", argv[first]);
+    json_decref(s.destination);
+    return status == CTL_HELP_SHOWN ? CTL_EXIT_OK : status;
+}
+
+static int cmd_control(ctl_t *ctl, const command_t *cmd, int argc, char **argv) {
+    remote_state_t s = {NULL, CTL_DEFAULT_REPLY_TIMEOUT_S};
+    int first, status = parse_options(ctl, cmd, argc, argv, remote_option, &s, &first);
+    if (!status && (argc - first != 1 || strcmp(argv[first], "shutdown") != 0))
+        status = usage_error(cmd, "%s", "wants: shutdown");
+    if (!status)
+        status = ask_workers(ctl, "shutdown", &s);
+    json_decref(s.destination);
+    return status == CTL_HELP_SHOWN ? CTL_EXIT_OK : status;
 }
 
 /* ------------------------------------------------------------- commands */
@@ -693,6 +778,10 @@ static const struct option revoke_long[] = {GLOBAL_LONG,
 static const struct option purge_long[] = {
     GLOBAL_LONG, {"queue", required_argument, NULL, 'Q'}, {NULL, 0, NULL, 0}};
 static const struct option plain_long[] = {GLOBAL_LONG, {NULL, 0, NULL, 0}};
+static const struct option remote_long[] = {GLOBAL_LONG,
+                                            {"destination", required_argument, NULL, 'd'},
+                                            {"reply-timeout", required_argument, NULL, 't'},
+                                            {NULL, 0, NULL, 0}};
 
 static const command_t commands[] = {
     {"send", "send a task; prints its id, or its result with --wait",
@@ -755,16 +844,44 @@ static const command_t commands[] = {
      "Lists the workers the broker knows: name, host, queues, concurrency, tasks in\n"
      "flight, processed and failed counts, time since last heard of, online.\n",
      "", plain_long, cmd_list},
-    {"inspect", "ping|active|scheduled|reserved|registered|stats",
-     "Usage: zmqctl inspect ping|active|scheduled|reserved|registered|stats\n"
+    {"ping", "check that the broker answers, and how fast",
+     "Usage: zmqctl ping\n"
      "\n"
-     "  ping        the broker's name and uptime, and the round trip\n"
-     "  active      tasks running now, with their worker\n"
-     "  scheduled   countdown, ETA and retry timers waiting to release\n"
-     "  reserved    tasks dispatched to a worker and not started yet\n"
+     "Prints the broker's name, its uptime and the round trip.\n",
+     "", plain_long, cmd_list},
+    {"stats", "the broker's counters (tasks submitted, dispatched, failed, ...)",
+     "Usage: zmqctl stats\n"
+     "\n"
+     "Prints the broker's counters: submitted, accepted, rejected, dispatched,\n"
+     "succeeded, failed, retried, revoked, expired, redelivered, protocol errors...\n",
+     "", plain_long, cmd_list},
+    {"inspect", "ask the workers: ping|active|reserved|registered|stats; or scheduled",
+     "Usage: zmqctl inspect ping|active|scheduled|reserved|registered|stats\n"
+     "                      [-d NAME[,NAME...]] [-t S]\n"
+     "\n"
+     "Asked of every live worker (or those named with -d), through the broker;\n"
+     "workers that do not answer within -t seconds (default 1) are left out:\n"
+     "  ping        each worker answers pong\n"
+     "  active      tasks running now, with runtime and last progress\n"
+     "  reserved    tasks received and not started yet\n"
      "  registered  the task names each worker can run\n"
-     "  stats       the broker's counters\n",
-     "", plain_long, cmd_inspect},
+     "  stats       pool size and pids, children recycled, tasks processed per\n"
+     "              name, CPU time and peak memory, uptime, broker connection\n"
+     "Asked of the broker:\n"
+     "  scheduled   countdown, ETA and retry timers waiting to release\n"
+     "\n"
+     "  -d, --destination NAME   only these workers (repeat, or comma-separated)\n"
+     "  -t, --reply-timeout S    how long to wait for workers (default 1, at most 30)\n"
+     "\n"
+     "With --json: a map worker name -> its answer. Exit status 1 if no worker replied.\n",
+     "d:t:", remote_long, cmd_inspect},
+    {"control", "steer workers: shutdown",
+     "Usage: zmqctl control shutdown [-d NAME[,NAME...]] [-t S]\n"
+     "\n"
+     "  shutdown    the workers (all, or those named with -d) begin a warm shutdown:\n"
+     "              they stop taking work, hand reserved tasks back and finish\n"
+     "              the running ones.\n",
+     "d:t:", remote_long, cmd_control},
     {"help", "show help for a command", "Usage: zmqctl help [COMMAND]\n", "", plain_long, cmd_help},
 };
 

@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 /* ---------------------------------------------------------------- tables */
@@ -303,32 +304,6 @@ void zmqctl_format_workers(FILE *out, const json_t *result) {
     zmqctl_table_destroy(&table);
 }
 
-void zmqctl_format_active(FILE *out, const json_t *result, double now) {
-    if (expect_rows(out, result, "active tasks"))
-        return;
-    static const char *const headers[] = {"ID", "TASK", "QUEUE", "WORKER", "RUNNING", "RETRIES"};
-    zmqctl_table_t *table = zmqctl_table_new(6, headers);
-    size_t i;
-    const json_t *t;
-    json_array_foreach(result, i, t) {
-        char id[160], task[256], queue[128], worker[256], running[32], retries[32];
-        double started;
-        if (field_number(t, "started", &started) == 0)
-            duration_text(now - started, running, sizeof running);
-        else
-            snprintf(running, sizeof running, "-");
-        const char *row[] = {field_cell(t, "id", id, sizeof id),
-                             field_cell(t, "task", task, sizeof task),
-                             field_cell(t, "queue", queue, sizeof queue),
-                             field_cell(t, "worker", worker, sizeof worker),
-                             running,
-                             field_cell(t, "retries", retries, sizeof retries)};
-        zmqctl_table_add(table, row);
-    }
-    zmqctl_table_print(table, out);
-    zmqctl_table_destroy(&table);
-}
-
 void zmqctl_format_scheduled(FILE *out, const json_t *result, double now) {
     if (expect_rows(out, result, "scheduled tasks"))
         return;
@@ -359,25 +334,6 @@ void zmqctl_format_scheduled(FILE *out, const json_t *result, double now) {
                              due,
                              field_cell(t, "retries", retries, sizeof retries),
                              field_cell(t, "priority", prio, sizeof prio)};
-        zmqctl_table_add(table, row);
-    }
-    zmqctl_table_print(table, out);
-    zmqctl_table_destroy(&table);
-}
-
-void zmqctl_format_reserved(FILE *out, const json_t *result) {
-    if (expect_rows(out, result, "reserved tasks"))
-        return;
-    static const char *const headers[] = {"ID", "TASK", "QUEUE", "WORKER"};
-    zmqctl_table_t *table = zmqctl_table_new(4, headers);
-    size_t i;
-    const json_t *t;
-    json_array_foreach(result, i, t) {
-        char id[160], task[256], queue[128], worker[256];
-        const char *row[] = {field_cell(t, "id", id, sizeof id),
-                             field_cell(t, "task", task, sizeof task),
-                             field_cell(t, "queue", queue, sizeof queue),
-                             field_cell(t, "worker", worker, sizeof worker)};
         zmqctl_table_add(table, row);
     }
     zmqctl_table_print(table, out);
@@ -444,4 +400,120 @@ void zmqctl_format_stats(FILE *out, const json_t *result) {
     zmqctl_table_print(table, out);
     zmqctl_table_destroy(&table);
     free(keys);
+}
+
+/* One worker's table rows for `inspect active` / `inspect reserved`. */
+static void add_task_rows(zmqctl_table_t *table, const char *worker, const json_t *tasks,
+                          bool active) {
+    size_t i;
+    const json_t *t;
+    json_array_foreach(tasks, i, t) {
+        char id[160], task[256], runtime[32] = "-", retries[32], progress[300] = "-";
+        double secs;
+        if (active && field_number(t, "runtime", &secs) == 0)
+            duration_text(secs, runtime, sizeof runtime);
+        const json_t *p = json_object_get(t, "progress");
+        double cur, total;
+        if (active && json_is_object(p) && field_number(p, "current", &cur) == 0 &&
+            field_number(p, "total", &total) == 0) {
+            char msg[200];
+            int pct = total > 0 ? (int)(100.0 * cur / total) : 0;
+            snprintf(progress, sizeof progress, "%d%% %s", pct,
+                     field_cell(p, "message", msg, sizeof msg));
+        }
+        if (active) {
+            const char *row[] = {i == 0 ? worker : "",
+                                 field_cell(t, "id", id, sizeof id),
+                                 field_cell(t, "task", task, sizeof task),
+                                 runtime,
+                                 field_cell(t, "retries", retries, sizeof retries),
+                                 progress};
+            zmqctl_table_add(table, row);
+        } else {
+            const char *row[] = {i == 0 ? worker : "", field_cell(t, "id", id, sizeof id),
+                                 field_cell(t, "task", task, sizeof task),
+                                 field_cell(t, "retries", retries, sizeof retries)};
+            zmqctl_table_add(table, row);
+        }
+    }
+}
+
+void zmqctl_format_worker_replies(FILE *out, const char *command, const json_t *replies,
+                                  double now) {
+    (void)now;
+    if (!json_is_object(replies)) {
+        fprintf(out, "unexpected reply for %s (not a map)\n", command);
+        return;
+    }
+    if (!strcmp(command, "registered")) {
+        zmqctl_format_registered(out, replies);
+        return;
+    }
+    const char *worker;
+    const json_t *reply;
+    if (!strcmp(command, "ping") || !strcmp(command, "shutdown")) {
+        json_object_foreach((json_t *)replies, worker, reply) {
+            const json_t *err = json_object_get(reply, "error");
+            if (json_is_string(err))
+                fprintf(out, "-> %s: error: %s\n", worker, json_string_value(err));
+            else
+                fprintf(out, "-> %s: %s\n", worker,
+                        !strcmp(command, "ping") ? "pong" : "shutting down");
+        }
+        fprintf(out, "%zu worker%s replied\n", json_object_size(replies),
+                json_object_size(replies) == 1 ? "" : "s");
+        return;
+    }
+    if (!strcmp(command, "active") || !strcmp(command, "reserved")) {
+        bool active = !strcmp(command, "active");
+        static const char *const active_headers[] = {"WORKER",  "ID",      "TASK",
+                                                     "RUNNING", "RETRIES", "PROGRESS"};
+        static const char *const reserved_headers[] = {"WORKER", "ID", "TASK", "RETRIES"};
+        zmqctl_table_t *table =
+            active ? zmqctl_table_new(6, active_headers) : zmqctl_table_new(4, reserved_headers);
+        json_object_foreach((json_t *)replies, worker, reply) {
+            if (json_is_array(reply) && json_array_size(reply) > 0)
+                add_task_rows(table, worker, reply, active);
+        }
+        if (zmqctl_table_rows(table) > 0)
+            zmqctl_table_print(table, out);
+        /* Name the workers that answered with nothing, so silence is not ambiguous. */
+        json_object_foreach((json_t *)replies, worker, reply) {
+            if (!json_is_array(reply) || json_array_size(reply) == 0)
+                fprintf(out, "-> %s: no %s tasks\n", worker, command);
+        }
+        zmqctl_table_destroy(&table);
+        return;
+    }
+    /* stats: one table of each worker's headline figures. */
+    static const char *const headers[] = {"WORKER",    "PID",      "UPTIME",  "POOL",   "RECYCLED",
+                                          "PROCESSED", "CPU USER", "CPU SYS", "MAX RSS"};
+    zmqctl_table_t *table = zmqctl_table_new(9, headers);
+    json_object_foreach((json_t *)replies, worker, reply) {
+        char pid[32], uptime[32] = "-", pool[32], recycled[32], total[32], utime[32] = "-",
+                      stime[32] = "-", rss[32] = "-";
+        const json_t *p = json_object_get(reply, "pool");
+        const json_t *ru = json_object_get(reply, "rusage");
+        double v;
+        if (field_number(reply, "uptime", &v) == 0)
+            duration_text(v, uptime, sizeof uptime);
+        if (field_number(ru, "utime", &v) == 0)
+            snprintf(utime, sizeof utime, "%.2f s", v);
+        if (field_number(ru, "stime", &v) == 0)
+            snprintf(stime, sizeof stime, "%.2f s", v);
+        if (field_number(ru, "maxrss_kib", &v) == 0)
+            snprintf(rss, sizeof rss, "%.1f MiB", v / 1024.0);
+        const char *row[] = {worker,
+                             field_cell(reply, "pid", pid, sizeof pid),
+                             uptime,
+                             field_cell(p, "size", pool, sizeof pool),
+                             field_cell(p, "recycled", recycled, sizeof recycled),
+                             field_cell(reply, "total", total, sizeof total),
+                             utime,
+                             stime,
+                             rss};
+        zmqctl_table_add(table, row);
+    }
+    zmqctl_table_print(table, out);
+    zmqctl_table_destroy(&table);
 }

@@ -44,10 +44,13 @@ void zmqctl_format_meta(FILE *out, const char *id, const char *status, const jso
  * type. now is the wall clock (unix seconds) for relative times. */
 void zmqctl_format_queues(FILE *out, const json_t *result);
 void zmqctl_format_workers(FILE *out, const json_t *result);
-void zmqctl_format_active(FILE *out, const json_t *result, double now);
 void zmqctl_format_scheduled(FILE *out, const json_t *result, double now);
-void zmqctl_format_reserved(FILE *out, const json_t *result);
 void zmqctl_format_registered(FILE *out, const json_t *result);
 void zmqctl_format_stats(FILE *out, const json_t *result);
+
+/* Workers' answers to a broadcast (`inspect ping|active|reserved|registered|
+ * stats`, `control shutdown`): replies maps worker name -> answer. */
+void zmqctl_format_worker_replies(FILE *out, const char *command, const json_t *replies,
+                                  double now);
 
 #endif

@@ -204,31 +204,67 @@ def test_workers_command(ctl_cluster):
     assert human.rc == 0 and ctl_cluster.workers[0].name in human.out, human
 
 
-@pytest.mark.parametrize("what", ["ping", "active", "scheduled", "reserved", "registered",
-                                  "stats"])
-def test_inspect_commands(ctl_cluster, what):
+@pytest.mark.parametrize("what", ["ping", "active", "reserved", "registered", "stats"])
+def test_inspect_asks_every_worker(ctl_cluster, what):
+    """Celery's `inspect`: every live worker answers, keyed by its name."""
+    second = ctl_cluster.start_worker(queues=["other"], concurrency=1)
     data = ok(ctl_cluster.zmqctl("inspect", what))
-    name = ctl_cluster.workers[0].name
-    if what == "ping":
-        assert data["pong"] is True
-    elif what == "registered":
-        assert "builtin.add" in data[name]
-    elif what == "stats":
-        assert "submitted" in data and "protocol_errors" in data
-    else:
-        assert isinstance(data, list)
+    names = {ctl_cluster.workers[0].name, second.name}
+    assert set(data) == names, data
+    for name in names:
+        if what == "ping":
+            assert data[name] == {"pong": True}
+        elif what == "registered":
+            assert "builtin.add" in data[name]
+        elif what == "stats":
+            assert data[name]["pool"]["size"] == (2 if name == ctl_cluster.workers[0].name else 1)
+            assert data[name]["pid"] > 0 and data[name]["uptime"] >= 0
+        else:
+            assert data[name] == []
     human = ctl_cluster.zmqctl("inspect", what, json_out=False)
-    assert human.rc == 0, human
+    assert human.rc == 0 and all(n in human.out for n in names), human
+
+
+def test_inspect_destination_and_broker_views(ctl_cluster):
+    second = ctl_cluster.start_worker(queues=["other"], concurrency=1)
+    data = ok(ctl_cluster.zmqctl("inspect", "ping", "-d", second.name))
+    assert set(data) == {second.name}
+    assert ok(ctl_cluster.zmqctl("inspect", "scheduled")) == []
+    assert ok(ctl_cluster.zmqctl("ping"))["pong"] is True
+    stats = ok(ctl_cluster.zmqctl("stats"))
+    assert "submitted" in stats and "protocol_errors" in stats
+    # A destination nobody answers to: no replies is a failure, as in Celery.
+    res = ctl_cluster.zmqctl("inspect", "ping", "-d", "nobody@nowhere", "-t", "0.3")
+    assert res.rc == 1, res
 
 
 def test_inspect_shows_running_and_scheduled(ctl_cluster):
-    running = ok(ctl_cluster.zmqctl("send", "builtin.sleep", "--args", "[1.0]", "-Q", "ctl"))["id"]
+    running = ok(ctl_cluster.zmqctl("send", "builtin.progress", "--args", "[20, 0.05]",
+                                    "-Q", "ctl"))["id"]
     later = ok(ctl_cluster.zmqctl("send", "builtin.noop", "--countdown", "30"))["id"]
-    wait_until(lambda: any(a["id"] == running for a in ok(ctl_cluster.zmqctl("inspect", "active"))),
-               5, interval=0.05, message="running task in inspect active")
+    name = ctl_cluster.workers[0].name
+
+    def progress_of_running():
+        for a in ok(ctl_cluster.zmqctl("inspect", "active")).get(name, []):
+            if a["id"] == running and a["progress"]:
+                return a
+        return None
+
+    seen = wait_until(progress_of_running, 5, interval=0.05,
+                      message="running task with progress in inspect active")
+    assert seen["task"] == "builtin.progress" and seen["runtime"] >= 0
+    assert seen["progress"]["total"] == 20
     assert any(s["id"] == later for s in ok(ctl_cluster.zmqctl("inspect", "scheduled")))
     ok(ctl_cluster.zmqctl("revoke", later))
     ctl_cluster.wait_result(running)
+
+
+def test_control_shutdown_stops_only_the_named_worker(ctl_cluster):
+    second = ctl_cluster.start_worker(queues=["other"], concurrency=1)
+    data = ok(ctl_cluster.zmqctl("control", "shutdown", "-d", second.name))
+    assert set(data) == {second.name}
+    assert second.proc.wait(10) == 0, "the worker must exit 0 after a remote shutdown"
+    assert ok(ctl_cluster.zmqctl("inspect", "ping")) == {ctl_cluster.workers[0].name: {"pong": True}}
 
 
 def test_broker_commands_without_broker_time_out(cluster):
