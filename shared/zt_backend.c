@@ -35,7 +35,8 @@ typedef struct entry {
     char *id;     /* task id (owned) */
     char *cmd;    /* SETEX + PUBLISH, RESP-formatted back to back (owned) */
     size_t len;   /* bytes in cmd */
-    bool final;   /* SUCCESS/FAILURE/REVOKED/RETRY: never superseded */
+    bool final;    /* SUCCESS/FAILURE/REVOKED/RETRY: never superseded */
+    bool progress; /* PROGRESS: superseded only by a newer PROGRESS */
     bool dropped; /* superseded before it was sent */
 } entry_t;
 
@@ -507,12 +508,17 @@ int zt_backend_queue_state(zt_backend_t *self, const char *id, const char *statu
     e->cmd = b.data;
     e->len = b.len;
     e->final = final;
+    e->progress = strcmp(status, "PROGRESS") == 0;
 
-    /* A later state supersedes a queued STARTED/PROGRESS of the same task. */
+    /* A later state supersedes a queued STARTED of the same task, and a newer
+     * PROGRESS an older one. The last PROGRESS before a final state is still
+     * sent: waiters subscribed to the channel are promised the last update. */
     entry_t *old = zhashx_lookup(self->nonfinal, id);
     if (old) {
-        old->dropped = true;
-        self->queued--;
+        if (!(old->progress && final)) {
+            old->dropped = true;
+            self->queued--;
+        }
         zhashx_delete(self->nonfinal, id);
     }
     if (!final)
