@@ -281,7 +281,7 @@ void zmqctl_format_workers(FILE *out, const json_t *result) {
     size_t i;
     const json_t *w;
     json_array_foreach(result, i, w) {
-        char name[256], host[256], queues[512], conc[32], flight[32], done[32], failed[32], age[32],
+        char name[256], host[256], queues[512], conc[32], flight[32], done[32], failed[32], age[40],
             online[16];
         char d[32];
         double seconds;
