@@ -19,6 +19,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define KEY_PREFIX "celery-task-meta-"
 #define IO_TIMEOUT_MS 2000      /* msecs a blocking Redis read or write may take */
@@ -26,18 +27,21 @@
 #define LOOP_CONNECT_MS 250     /* msecs per connection step from zt_backend_send */
 #define RETRY_MIN_MS 100        /* reconnect backoff, doubling... */
 #define RETRY_MAX_MS 2000       /* ...up to this */
+/* reads per zt_backend_drain_meta (16 KiB each, as hiredis reads): bounds how
+ * long one call takes on a busy channel. */
+#define DRAIN_READS_MAX 16
 #define REPLY_TIMEOUT_MS                                                                           \
     5000 /* msecs a sent batch may wait for Redis before the                                       \
           * connection counts as lost (a hung server) */
 
 typedef struct entry {
     struct entry *next;
-    char *id;     /* task id (owned) */
-    char *cmd;    /* SETEX + PUBLISH, RESP-formatted back to back (owned) */
-    size_t len;   /* bytes in cmd */
+    char *id;      /* task id (owned) */
+    char *cmd;     /* SETEX + PUBLISH, RESP-formatted back to back (owned) */
+    size_t len;    /* bytes in cmd */
     bool final;    /* SUCCESS/FAILURE/REVOKED/RETRY: never superseded */
     bool progress; /* PROGRESS: superseded only by a newer PROGRESS */
-    bool dropped; /* superseded before it was sent */
+    bool dropped;  /* superseded before it was sent */
 } entry_t;
 
 typedef struct batch {
@@ -70,8 +74,9 @@ struct zt_backend {
     char last_error[160];     /* why the last connection attempt failed */
     int64_t date_secs;        /* unix second date_prefix was made for */
     char date_prefix[40];     /* "YYYY-MM-DDTHH:MM:SS" of date_secs */
-    /* Reader */
-    redisContext *sub; /* SUBSCRIBE connection for zt_backend_wait */
+    /* Readers */
+    redisContext *sub;      /* SUBSCRIBE connection for zt_backend_wait */
+    redisContext *meta_sub; /* PSUBSCRIBE celery-task-meta-* stream, or NULL */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -342,6 +347,8 @@ void zt_backend_destroy(zt_backend_t **self_p) {
         redisFree(self->ctx);
     if (self->sub)
         redisFree(self->sub);
+    if (self->meta_sub)
+        redisFree(self->meta_sub);
     while (self->b_head) {
         batch_t *b = self->b_head;
         self->b_head = b->next;
@@ -784,13 +791,13 @@ int zt_backend_get(zt_backend_t *self, const char *id, json_t **meta) {
     return ZT_ERR_BACKEND;
 }
 
-/* Reads one reply from the subscriber connection within deadline. Returns
+/* Reads one reply from a subscriber connection c within deadline. Returns
  * 0 with *reply (caller frees), ZT_ERR_TIMEOUT, or ZT_ERR_BACKEND. */
-static int sub_read(zt_backend_t *self, int64_t deadline, redisReply **reply) {
+static int sub_read(redisContext *c, int64_t deadline, redisReply **reply) {
     *reply = NULL;
     for (;;) {
         void *r = NULL;
-        if (redisGetReplyFromReader(self->sub, &r) != REDIS_OK)
+        if (redisGetReplyFromReader(c, &r) != REDIS_OK)
             return ZT_ERR_BACKEND;
         if (r) {
             *reply = r;
@@ -799,13 +806,23 @@ static int sub_read(zt_backend_t *self, int64_t deadline, redisReply **reply) {
         int64_t left = deadline - zt_clock_mono_ms();
         if (left <= 0)
             return ZT_ERR_TIMEOUT;
-        struct pollfd pfd = {self->sub->fd, POLLIN, 0};
+        struct pollfd pfd = {c->fd, POLLIN, 0};
         int n = poll(&pfd, 1, (int)left);
         if (n < 0 && errno != EINTR)
             return ZT_ERR_BACKEND;
-        if (n > 0 && redisBufferRead(self->sub) != REDIS_OK)
+        if (n > 0 && redisBufferRead(c) != REDIS_OK)
             return ZT_ERR_BACKEND;
     }
+}
+
+/* Writes what hiredis has buffered for c, blocking (bounded by the
+ * context's I/O timeout). Returns 0 or ZT_ERR_BACKEND. */
+static int sub_write(redisContext *c) {
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(c, &done) != REDIS_OK)
+            return ZT_ERR_BACKEND;
+    return 0;
 }
 
 static bool reply_kind(const redisReply *r, const char *kind) {
@@ -838,21 +855,14 @@ int zt_backend_wait(zt_backend_t *self, const char *id, int timeout_ms, json_t *
     }
     /* Subscribe first, then GET: a state written in between is seen by one of the two. */
     const char *argv[2] = {"SUBSCRIBE", key};
-    if (redisAppendCommandArgv(self->sub, 2, argv, NULL) != REDIS_OK) {
+    if (redisAppendCommandArgv(self->sub, 2, argv, NULL) != REDIS_OK || sub_write(self->sub) != 0) {
         sub_close(self);
         return ZT_ERR_BACKEND;
-    }
-    int done = 0;
-    while (!done) {
-        if (redisBufferWrite(self->sub, &done) != REDIS_OK) {
-            sub_close(self);
-            return ZT_ERR_BACKEND;
-        }
     }
     int rc;
     redisReply *r = NULL;
     /* The confirmation. */
-    rc = sub_read(self, zt_clock_mono_ms() + IO_TIMEOUT_MS, &r);
+    rc = sub_read(self->sub, zt_clock_mono_ms() + IO_TIMEOUT_MS, &r);
     if (rc != 0 || !reply_kind(r, "subscribe")) {
         if (r)
             freeReplyObject(r);
@@ -869,7 +879,7 @@ int zt_backend_wait(zt_backend_t *self, const char *id, int timeout_ms, json_t *
         return rc;
     }
     while (!(latest && meta_is_final(latest))) {
-        rc = sub_read(self, deadline, &r);
+        rc = sub_read(self->sub, deadline, &r);
         if (rc != 0)
             break;
         if (reply_kind(r, "message") && r->element[2]->type == REDIS_REPLY_STRING) {
@@ -888,16 +898,13 @@ int zt_backend_wait(zt_backend_t *self, const char *id, int timeout_ms, json_t *
     }
     /* Leave the connection reusable: unsubscribe and read up to the confirmation. */
     const char *uargv[2] = {"UNSUBSCRIBE", key};
-    done = 0;
-    if (redisAppendCommandArgv(self->sub, 2, uargv, NULL) != REDIS_OK) {
+    if (redisAppendCommandArgv(self->sub, 2, uargv, NULL) != REDIS_OK ||
+        sub_write(self->sub) != 0) {
         sub_close(self);
     } else {
-        while (self->sub && !done)
-            if (redisBufferWrite(self->sub, &done) != REDIS_OK)
-                sub_close(self);
         int64_t udeadline = zt_clock_mono_ms() + IO_TIMEOUT_MS;
         while (self->sub) {
-            if (sub_read(self, udeadline, &r) != 0) {
+            if (sub_read(self->sub, udeadline, &r) != 0) {
                 sub_close(self);
                 break;
             }
@@ -911,4 +918,133 @@ int zt_backend_wait(zt_backend_t *self, const char *id, int timeout_ms, json_t *
     if (latest && meta_is_final(latest))
         return 0;
     return ZT_ERR_TIMEOUT;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Streaming subscriber */
+
+/* Logs why the stream failed and closes it (subscriber_fd is -1 after). */
+static void meta_sub_fail(zt_backend_t *self, const char *what, const char *why) {
+    char buf[300];
+    zt_warn("redis at %s: %s %s*: %s", where(self, buf, sizeof buf), what, KEY_PREFIX, why);
+    redisFree(self->meta_sub);
+    self->meta_sub = NULL;
+}
+
+int zt_backend_subscribe_meta(zt_backend_t *self, int timeout_ms) {
+    if (self->meta_sub)
+        return 0;
+    if (timeout_ms <= 0)
+        timeout_ms = CONNECT_TIMEOUT_MS;
+    /* No SELECT: channels are server-wide, whatever db the writers use. */
+    self->meta_sub = open_context(self, false, true, timeout_ms);
+    if (!self->meta_sub)
+        return ZT_ERR_BACKEND;
+    const char *argv[2] = {"PSUBSCRIBE", KEY_PREFIX "*"};
+    if (redisAppendCommandArgv(self->meta_sub, 2, argv, NULL) != REDIS_OK ||
+        sub_write(self->meta_sub) != 0) {
+        meta_sub_fail(self, "cannot subscribe to",
+                      self->meta_sub->errstr[0] ? self->meta_sub->errstr : "write failed");
+        return ZT_ERR_BACKEND;
+    }
+    /* Once Redis has confirmed, every later PUBLISH on a matching channel
+     * reaches this connection. */
+    redisReply *r = NULL;
+    int rc = sub_read(self->meta_sub, zt_clock_mono_ms() + timeout_ms, &r);
+    if (rc != 0 || !reply_kind(r, "psubscribe")) {
+        char why[200];
+        if (rc == ZT_ERR_TIMEOUT)
+            snprintf(why, sizeof why, "no confirmation within %d ms", timeout_ms);
+        else if (r && r->type == REDIS_REPLY_ERROR)
+            snprintf(why, sizeof why, "PSUBSCRIBE refused: %.150s", r->str);
+        else if (r)
+            snprintf(why, sizeof why, "unexpected reply to PSUBSCRIBE (type %d)", r->type);
+        else
+            snprintf(why, sizeof why, "%.150s",
+                     self->meta_sub->errstr[0] ? self->meta_sub->errstr : "read failed");
+        if (r)
+            freeReplyObject(r);
+        meta_sub_fail(self, "cannot subscribe to", why);
+        return ZT_ERR_BACKEND;
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+int zt_backend_subscriber_fd(const zt_backend_t *self) {
+    return self->meta_sub ? self->meta_sub->fd : -1;
+}
+
+/* One reply of the subscription: ["pmessage", pattern, channel, payload].
+ * Returns 1 when fn was called, 0 for anything else (nothing else is
+ * expected, but nothing else is worth failing the stream for either). */
+static int meta_message(const redisReply *r, zt_backend_meta_fn *fn, void *arg) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 ||
+        r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "pmessage") != 0 ||
+        r->element[2]->type != REDIS_REPLY_STRING || r->element[3]->type != REDIS_REPLY_STRING)
+        return 0;
+    const redisReply *channel = r->element[2];
+    const redisReply *payload = r->element[3];
+    const size_t prefix_len = sizeof KEY_PREFIX - 1;
+    if ((size_t)channel->len <= prefix_len || memcmp(channel->str, KEY_PREFIX, prefix_len) != 0)
+        return 0;
+    fn(channel->str + prefix_len, (size_t)channel->len - prefix_len, payload->str,
+       (size_t)payload->len, arg);
+    return 1;
+}
+
+/* Hands every reply the reader holds to fn. Returns the number of calls,
+ * or ZT_ERR_BACKEND (subscription closed). */
+static int meta_take(zt_backend_t *self, zt_backend_meta_fn *fn, void *arg) {
+    int count = 0;
+    for (;;) {
+        void *reply = NULL;
+        if (redisGetReplyFromReader(self->meta_sub, &reply) != REDIS_OK) {
+            meta_sub_fail(self, "lost the subscription to", "unreadable reply");
+            return ZT_ERR_BACKEND;
+        }
+        if (!reply)
+            return count;
+        count += meta_message(reply, fn, arg);
+        freeReplyObject(reply);
+    }
+}
+
+int zt_backend_drain_meta(zt_backend_t *self, zt_backend_meta_fn *fn, void *arg) {
+    if (!self->meta_sub || !fn)
+        return ZT_ERR_INVALID;
+    /* Replies already parsed first (those that came with the confirmation). */
+    int count = meta_take(self, fn, arg);
+    if (count < 0)
+        return count;
+    /* Then non-blocking reads fed to hiredis's reader by hand: the socket
+     * itself is blocking (hiredis's synchronous API), and a poll(2) before
+     * each read would double the system calls of the hot path. A short read
+     * means the socket was empty a moment ago: stop there. */
+    for (int reads = 0; reads < DRAIN_READS_MAX; reads++) {
+        char buf[16 * 1024];
+        ssize_t n = recv(self->meta_sub->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n <= 0) {
+            char why[200];
+            snprintf(why, sizeof why, "%s",
+                     n == 0 ? "Redis closed the connection" : strerror(errno));
+            meta_sub_fail(self, "lost the subscription to", why);
+            return ZT_ERR_BACKEND;
+        }
+        if (redisReaderFeed(self->meta_sub->reader, buf, (size_t)n) != REDIS_OK) {
+            meta_sub_fail(self, "lost the subscription to", "unreadable reply");
+            return ZT_ERR_BACKEND;
+        }
+        int got = meta_take(self, fn, arg);
+        if (got < 0)
+            return got;
+        count += got;
+        if ((size_t)n < sizeof buf)
+            break;
+    }
+    return count;
 }

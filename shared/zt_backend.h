@@ -3,15 +3,18 @@
  * them in one pipelined round trip (SETEX + PUBLISH per state); a queued
  * STARTED or PROGRESS is dropped when a later state of the same task is queued
  * before the flush. Readers (clients) GET a task's meta or wait for a final
- * state through SUBSCRIBE, without polling.
+ * state through SUBSCRIBE, without polling; a streaming reader (zmqbench)
+ * follows every task's states through PSUBSCRIBE.
  * Blocking: every call here may block on Redis; never call it from the broker.
- * The event-loop calls (zt_backend_send/_recv) block only as long as writing
- * one pipeline to a local socket takes; they never wait for Redis to answer. */
+ * The event-loop calls (zt_backend_send/_recv/_drain_meta) never wait for
+ * Redis to answer; zt_backend_send blocks only as long as writing one
+ * pipeline to a local socket takes. */
 #ifndef ZT_BACKEND_H
 #define ZT_BACKEND_H
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct zt_backend zt_backend_t;
@@ -92,5 +95,38 @@ int zt_backend_wait(zt_backend_t *self, const char *id, int timeout_ms, json_t *
 
 /* True for SUCCESS, FAILURE and REVOKED. */
 bool zt_backend_state_is_final(const char *status);
+
+/* --- Streaming subscriber (benchmarks, monitors) ---------------------------
+ * Every state a worker writes is also PUBLISHed on its key's channel
+ * (PROTOCOL.md §9). A reader that follows all tasks at once subscribes to the
+ * pattern celery-task-meta-* on a connection of its own (separate from the
+ * writer and from zt_backend_wait's), polls zt_backend_subscriber_fd() with
+ * its other sockets, and calls zt_backend_drain_meta() when it is readable. */
+
+/* Called once per published state: id is the task id (the channel minus
+ * "celery-task-meta-"), payload the meta JSON as published. Neither is
+ * NUL-terminated; both are borrowed for the duration of the call. */
+typedef void(zt_backend_meta_fn)(const char *id, size_t id_len, const char *payload,
+                                 size_t payload_len, void *arg);
+
+/* Opens the subscriber connection and PSUBSCRIBEs celery-task-meta-*,
+ * waiting up to timeout_ms (each of connecting and the confirmation) for
+ * Redis to confirm: every state published after this returns 0 reaches
+ * zt_backend_drain_meta(). Already subscribed: returns 0 at once. Returns
+ * ZT_ERR_BACKEND (logged) when Redis cannot be reached or refuses. */
+int zt_backend_subscribe_meta(zt_backend_t *self, int timeout_ms);
+
+/* The subscriber connection's socket, to poll for input, or -1 when not
+ * subscribed (never, or lost). */
+int zt_backend_subscriber_fd(const zt_backend_t *self);
+
+/* Reads whatever has arrived on the subscriber connection without blocking
+ * and calls fn for each published state, in arrival order. Call it once
+ * right after zt_backend_subscribe_meta() too: states that arrived together
+ * with the confirmation are already buffered and do not make the socket
+ * readable. Returns the number of calls made, or ZT_ERR_BACKEND when the
+ * connection failed (logged; the subscription is closed, and fn was called
+ * for everything read before the failure). Not subscribed: ZT_ERR_INVALID. */
+int zt_backend_drain_meta(zt_backend_t *self, zt_backend_meta_fn *fn, void *arg);
 
 #endif

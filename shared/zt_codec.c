@@ -107,14 +107,20 @@ int zt_codec_check(const void *data, size_t size) {
     return pos == size ? 0 : ZT_ERR_INVALID;
 }
 
+/* The checks every decode makes before msgpack-c sees the bytes: well-formed
+ * and bounded (zt_codec_check), and a map at the root (a cheap look at the
+ * first byte, so that no other value is unpacked only to be refused). */
+static bool precheck_map(const void *data, size_t size) {
+    if (zt_codec_check(data, size) != 0)
+        return false;
+    unsigned char first = *(const unsigned char *)data;
+    return (first >= 0x80 && first <= 0x8f) || first == 0xde || first == 0xdf;
+}
+
 zt_body_t *zt_body_parse(const void *data, size_t size, int *err) {
     if (err)
         *err = ZT_ERR_INVALID;
-    if (zt_codec_check(data, size) != 0)
-        return NULL;
-    /* Cheap pre-check on the first byte: the root must be a map. */
-    unsigned char first = *(const unsigned char *)data;
-    if (!((first >= 0x80 && first <= 0x8f) || first == 0xde || first == 0xdf))
+    if (!precheck_map(data, size))
         return NULL;
     zt_body_t *self = zt_calloc(1, sizeof *self);
     self->data = zt_malloc(size);
@@ -144,6 +150,39 @@ void zt_body_destroy(zt_body_t **self_p) {
 
 const msgpack_object *zt_body_root(const zt_body_t *self) {
     return &self->unpacked.data;
+}
+
+struct zt_decoder {
+    msgpack_zone zone;   /* cleared before each decode; its first chunk stays */
+    msgpack_object root; /* the map decoded last, in zone */
+};
+
+zt_decoder_t *zt_decoder_new(size_t chunk_size) {
+    zt_decoder_t *self = zt_calloc(1, sizeof *self);
+    if (!msgpack_zone_init(&self->zone, chunk_size ? chunk_size : MSGPACK_ZONE_CHUNK_SIZE))
+        ZT_ASSERT(!"out of memory for a msgpack zone");
+    return self;
+}
+
+void zt_decoder_destroy(zt_decoder_t **self_p) {
+    if (!self_p || !*self_p)
+        return;
+    msgpack_zone_destroy(&(*self_p)->zone);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+const msgpack_object *zt_decoder_parse(zt_decoder_t *self, const void *data, size_t size) {
+    if (!precheck_map(data, size))
+        return NULL;
+    /* Clearing keeps the zone's first chunk and frees any larger ones a big
+     * message needed, so one outsized body does not pin its memory. */
+    msgpack_zone_clear(&self->zone);
+    size_t off = 0;
+    msgpack_unpack_return rc = msgpack_unpack(data, size, &off, &self->zone, &self->root);
+    if (rc != MSGPACK_UNPACK_SUCCESS || off != size || self->root.type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    return &self->root;
 }
 
 bool zt_mp_str_eq(const msgpack_object *obj, const char *s) {

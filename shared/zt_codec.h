@@ -4,6 +4,8 @@
  *   (msgpack-c allocates whatever an array or map header claims, so every
  *   header count is checked against the bytes left first). Getters return
  *   borrowed pointers valid until the body is destroyed.
+ * - zt_decoder: the same decode for hot paths, in place and into one reused
+ *   zone, so that decoding a message allocates nothing.
  * - pack helpers for building bodies on a msgpack_packer.
  * - conversion between msgpack objects and jansson values (args, kwargs and
  *   results are JSON at the edges: CLI, Redis, task functions). */
@@ -34,6 +36,27 @@ void zt_body_destroy(zt_body_t **self_p);
 
 /* The root map object (borrowed). */
 const msgpack_object *zt_body_root(const zt_body_t *self);
+
+/* zt_decoder: decodes message after message without allocating per message.
+ * One msgpack zone is reused (cleared, not freed) for every decode, and
+ * strings point into the caller's bytes rather than into a copy
+ * (zt_body_parse copies and makes a fresh zone each time, three allocations
+ * a message). Input is validated exactly as zt_body_parse does. */
+typedef struct zt_decoder zt_decoder_t;
+
+/* chunk_size: bytes of the zone's first chunk, kept across decodes, so that
+ * bodies decoding into less than that never allocate; 0 takes msgpack-c's
+ * default (MSGPACK_ZONE_CHUNK_SIZE, 8 KiB). Returns the decoder (aborts on
+ * out of memory, like zt_malloc). */
+zt_decoder_t *zt_decoder_new(size_t chunk_size);
+void zt_decoder_destroy(zt_decoder_t **self_p);
+
+/* Decodes data[0..size) as exactly one MessagePack map. Returns the root map,
+ * or NULL when zt_body_parse would fail (not MessagePack, not a map, trailing
+ * bytes, a bad length). The result borrows from data and from the decoder:
+ * valid while data is unchanged and until the next zt_decoder_parse() or
+ * zt_decoder_destroy(). */
+const msgpack_object *zt_decoder_parse(zt_decoder_t *self, const void *data, size_t size);
 
 /* Looks up key in a map object (first match). Returns a borrowed pointer or
  * NULL if map is not a map or the key is absent. */

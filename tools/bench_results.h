@@ -1,16 +1,12 @@
 /* bench_results: where zmqbench learns that its tasks finished. Two sources,
  * one interface:
- *   - Redis: a PSUBSCRIBE celery-task-meta-* connection; every state the
- *     workers PUBLISH arrives here (the module alone owns its redisContext);
+ *   - Redis: zt_backend's streaming subscriber (PSUBSCRIBE
+ *     celery-task-meta-*); every state the workers PUBLISH arrives here;
  *   - events: a SUB socket on the broker's events endpoint, filtered to
  *     task-succeeded / task-failed / task-revoked (for --no-results runs).
  * Both are non-blocking after setup: the caller polls the item from
  * bench_results_pollitem() with its other sockets and calls
- * bench_results_drain() when it is readable.
- *
- * This streaming subscription is a proposal for shared/zt_backend.h
- * (zt_backend_subscribe_pattern / zt_backend_fd / zt_backend_drain); until it
- * lands there it lives here, the one place in tools/ that speaks to hiredis. */
+ * bench_results_drain() when it is readable. */
 #ifndef BENCH_RESULTS_H
 #define BENCH_RESULTS_H
 
@@ -30,7 +26,7 @@ typedef enum {
  * bytes, borrowed for the call). */
 typedef void(bench_results_fn)(const char *id, size_t id_len, bench_state_t state, void *arg);
 
-/* Connects to Redis at url ("redis://[:password@]host[:port][/db]") and
+/* Connects to Redis at url (a result backend url, see zt_backend_new) and
  * PSUBSCRIBEs to celery-task-meta-*, waiting up to timeout_ms for Redis to
  * confirm, so nothing published afterwards is missed. Returns the source or
  * NULL after logging why. */

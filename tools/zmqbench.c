@@ -15,8 +15,6 @@
 #include "zt_proto.h"
 #include "zt_taskmsg.h"
 
-#include <jansson.h>
-
 #include <errno.h>
 #include <czmq.h>
 #include <getopt.h>

@@ -13,8 +13,6 @@
 #define _GNU_SOURCE /* pipe2, sigabbrev_np */
 #include "pool.h"
 
-#include "decoder.h"
-
 #include "zt_codec.h"
 #include "zt_error.h"
 #include "zt_log.h"
@@ -60,10 +58,10 @@ struct worker_pool {
     int size;
     pid_t parent_pid;
     int64_t replaced;
-    int64_t next_spawn_ms;     /* monotonic msecs: earliest retry for empty slots */
-    bool no_respawn;           /* shutting down: leave slots empty */
-    worker_decoder_t *decoder; /* reused for every message (in a child: its own copy) */
-    msgpack_sbuffer out;       /* reused for every message written */
+    int64_t next_spawn_ms; /* monotonic msecs: earliest retry for empty slots */
+    bool no_respawn;       /* shutting down: leave slots empty */
+    zt_decoder_t *decoder; /* reused for every message (in a child: its own copy) */
+    msgpack_sbuffer out;   /* reused for every message written */
 };
 
 /* The child's one piece of mutable global state: its soft-limit flag. */
@@ -188,7 +186,7 @@ static void child_run(worker_pool_t *pool, int fd, const char *data, size_t size
     worker_task_fn_t *fn = NULL;
     const char *problem = NULL;
     char reason[256];
-    const msgpack_object *root = worker_decoder_map(pool->decoder, data, size);
+    const msgpack_object *root = zt_decoder_parse(pool->decoder, data, size);
     const msgpack_object *body = root ? zt_mp_get(root, "body") : NULL;
     const msgpack_object *task_map = NULL;
     if (!root || zt_mp_copy_str(zt_mp_get(root, "id"), id, sizeof id) != 0 ||
@@ -196,7 +194,7 @@ static void child_run(worker_pool_t *pool, int fd, const char *data, size_t size
         body->type != MSGPACK_OBJECT_BIN) {
         problem = "malformed run message from the worker parent";
     } else if (!(task_map =
-                     worker_decoder_map(pool->decoder, body->via.bin.ptr, body->via.bin.size))) {
+                     zt_decoder_parse(pool->decoder, body->via.bin.ptr, body->via.bin.size))) {
         /* root is gone now (decoder reused); body's bytes live in data */
         problem = "task message is not a MessagePack map";
     } else {
@@ -371,7 +369,7 @@ worker_pool_t *worker_pool_new(const worker_pool_config_t *config, int *err) {
     self->size = config->size;
     self->slots = zt_calloc((size_t)self->size, sizeof(slot_t));
     self->parent_pid = getpid();
-    self->decoder = worker_decoder_new();
+    self->decoder = zt_decoder_new(0);
     msgpack_sbuffer_init(&self->out);
     for (int i = 0; i < self->size; i++)
         self->slots[i].fd = -1;
@@ -419,7 +417,7 @@ void worker_pool_destroy(worker_pool_t **self_p) {
     free(self->slots);
     free(self->name);
     free(self->logfile);
-    worker_decoder_destroy(&self->decoder);
+    zt_decoder_destroy(&self->decoder);
     msgpack_sbuffer_destroy(&self->out);
     free(self);
     *self_p = NULL;
@@ -550,7 +548,7 @@ int worker_pool_pollfds(const worker_pool_t *self, struct pollfd *fds, int max) 
 static bool deliver(worker_pool_t *self, int slot, const char *data, size_t size,
                     worker_pool_handler_fn_t *handler, void *arg) {
     slot_t *s = &self->slots[slot];
-    const msgpack_object *root = worker_decoder_map(self->decoder, data, size);
+    const msgpack_object *root = zt_decoder_parse(self->decoder, data, size);
     if (!root)
         return false;
     const msgpack_object *t = zt_mp_get(root, "t");

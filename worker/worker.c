@@ -10,16 +10,22 @@
  * Invariants:
  * - A job is RESERVED (in a reserved list) or RUNNING (in running[slot]).
  * - A job whose generation differs from self->generation came through an
- *   earlier connection ("stale"): the broker behind the current one does not
- *   know it, so its end is not reported with DONE; the slot it held is given
- *   back with CREDIT instead, if the current HELLO counted it as taken.
+ *   earlier connection ("stale"). Its end is still reported with DONE, on
+ *   whatever connection is up by then: a broker that still holds the task
+ *   (in flight at our old identity) accepts it and does not run the task
+ *   again; one that does not know it (it restarted) ignores it
+ *   (PROTOCOL.md §6.3). DONEs wait for a connection rather than being
+ *   dropped while there is none.
+ * - Every HELLO resets the broker's count of our credit to the free slots at
+ *   that moment, so a DONE returns its slot (credit 1) only when no HELLO was
+ *   sent since its task stopped being held (done_msg.hello_seq); otherwise
+ *   that HELLO already counted the slot free.
  * - The credit the broker holds for us plus what we hold equals
  *   capacity = concurrency x prefetch, except during shutdown (credit only
  *   ever shrinks then). */
 #define _GNU_SOURCE /* pipe2, sigabbrev_np */
 #include "worker.h"
 
-#include "decoder.h"
 #include "pool.h"
 #include "task.h"
 
@@ -122,8 +128,8 @@ typedef enum { DONE_SUCCESS, DONE_FAILURE, DONE_RETRY, DONE_REVOKED } done_statu
 /* A DONE waiting for Redis to confirm its state (acks-late). */
 typedef struct done_msg {
     struct done_msg *next;
-    uint64_t batch;      /* zt_backend batch holding its state; 0 = none */
-    uint64_t generation; /* connection it belongs to */
+    uint64_t batch;     /* zt_backend batch holding its state; 0 = none */
+    uint64_t hello_seq; /* worker.hello_seq when its task stopped being held */
     done_status_t status;
     double runtime;
     double countdown;
@@ -155,9 +161,10 @@ struct worker {
     int64_t heartbeat_ms;
     int64_t liveness;
     bool ever_welcomed;
-    int credit_to_return; /* slots of stale jobs, given back with one CREDIT */
+    uint64_t hello_seq;   /* HELLOs sent so far (each resets our credit) */
+    int credit_to_return; /* slots of dropped stale jobs, given back with one CREDIT */
     /* jobs */
-    zhashx_t *jobs; /* id -> job_t* of the current generation (borrowed) */
+    zhashx_t *jobs; /* id -> job_t* held, of any generation, one per id (borrowed) */
     job_t *reserved_head[N_PRIORITIES];
     job_t *reserved_tail[N_PRIORITIES];
     int n_reserved;
@@ -182,7 +189,7 @@ struct worker {
     double started_wall; /* unix seconds the worker started */
     int64_t connects;    /* HELLOs that (re)joined a broker */
     /* scratch: reused for every message, so the hot path does not allocate */
-    worker_decoder_t *decoder;
+    zt_decoder_t *decoder;
     msgpack_sbuffer out;
     msgpack_packer pk;
     /* scratch for polling */
@@ -301,6 +308,7 @@ static void send_hello(worker_t *self, bool rejoin) {
         zt_pack_cstr(pk, worker_registry_name(self->registry, i));
     zt_pack_kv_cstr(pk, "version", WORKER_VERSION);
     msg_send(self, ZT_CMD_HELLO);
+    self->hello_seq++;
     if (rejoin) {
         self->conn = CONN_HELLO_SENT;
         self->connects++;
@@ -376,7 +384,8 @@ static const char *done_status_name(done_status_t s) {
 }
 
 static void send_done(worker_t *self, const done_msg_t *d) {
-    bool give_credit = !self->warm && !self->cold;
+    /* A HELLO sent since the task stopped being held counted its slot free. */
+    bool give_credit = !self->warm && !self->cold && d->hello_seq == self->hello_seq;
     msgpack_packer *pk = msg_begin(self);
     int fields = 3 + (d->error != NULL) + (d->status == DONE_RETRY) + give_credit;
     msgpack_pack_map(pk, (size_t)fields);
@@ -392,18 +401,19 @@ static void send_done(worker_t *self, const done_msg_t *d) {
     msg_send(self, ZT_CMD_DONE);
 }
 
-/* Sends, in order, the DONEs whose states Redis has confirmed. */
+/* Sends, in order, the DONEs whose states Redis has confirmed. Without a
+ * connection they wait: a task that finished while the broker was away is
+ * reported after the next HELLO, so the broker does not run it again. */
 static void send_ready_dones(worker_t *self) {
+    if (self->conn == CONN_DOWN)
+        return;
     uint64_t acked = zt_backend_acked(self->backend);
     while (self->done_head && self->done_head->batch <= acked) {
         done_msg_t *d = self->done_head;
         self->done_head = d->next;
         if (!self->done_head)
             self->done_tail = NULL;
-        /* A DONE of an earlier connection means nothing to the current broker;
-         * its slot was free when the current HELLO was sent. */
-        if (d->generation == self->generation && self->conn != CONN_DOWN)
-            send_done(self, d);
+        send_done(self, d);
         free(d->error);
         free(d);
     }
@@ -466,14 +476,18 @@ static job_t *reserved_pop(worker_t *self) {
     return NULL;
 }
 
-/* Forgets a job that is no longer reserved nor running. A stale job's slot
- * goes back to the current broker as credit if the current HELLO counted it. */
+/* Forgets a job that is no longer reserved nor running. */
 static void job_forget(worker_t *self, job_t *job) {
     if (job->in_hash)
         zhashx_delete(self->jobs, job->id);
-    if (stale(self, job) && self->conn != CONN_DOWN && !self->warm && !self->cold)
-        self->credit_to_return++;
     job_free(job);
+}
+
+/* A slot the current HELLO counted as taken was freed without a DONE to
+ * return it: give it back with CREDIT. */
+static void return_slot(worker_t *self) {
+    if (self->conn != CONN_DOWN && !self->warm && !self->cold)
+        self->credit_to_return++;
 }
 
 /* Queues a state for Redis unless the task ignores results. Returns the
@@ -498,11 +512,13 @@ static uint64_t write_state(worker_t *self, const char *id, bool ignore_result, 
     return batch;
 }
 
-static void queue_done(worker_t *self, const char *id, uint64_t generation, uint64_t batch,
-                       done_status_t status, double runtime, double countdown, const char *error) {
+/* Queues the DONE of a task that is no longer held (called as it stops
+ * being held: the HELLO count taken here decides its credit). */
+static void queue_done(worker_t *self, const char *id, uint64_t batch, done_status_t status,
+                       double runtime, double countdown, const char *error) {
     done_msg_t *d = zt_calloc(1, sizeof *d);
     snprintf(d->id, sizeof d->id, "%s", id);
-    d->generation = generation;
+    d->hello_seq = self->hello_seq;
     d->batch = batch;
     d->status = status;
     d->runtime = runtime;
@@ -516,12 +532,12 @@ static void queue_done(worker_t *self, const char *id, uint64_t generation, uint
 }
 
 /* Records REVOKED for a task that will not (or no longer) run. */
-static void record_revoked(worker_t *self, const char *id, const char *name, uint64_t generation,
-                           bool ignore_result, const char *reason, double runtime) {
+static void record_revoked(worker_t *self, const char *id, const char *name, bool ignore_result,
+                           const char *reason, double runtime) {
     json_t *exc = zt_backend_exception("TaskRevokedError", reason, "celery.exceptions");
     uint64_t batch = write_state(self, id, ignore_result, "REVOKED", exc, NULL);
     json_decref(exc);
-    queue_done(self, id, generation, batch, DONE_REVOKED, runtime, 0, NULL);
+    queue_done(self, id, batch, DONE_REVOKED, runtime, 0, NULL);
     zt_info("task revoked: %s[%s] (%s)", name, id, reason);
 }
 
@@ -545,7 +561,7 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
         job->progress_pending = false;
     }
     if (job->revoked) {
-        record_revoked(self, job->id, job->name, job->generation, job->ignore_result,
+        record_revoked(self, job->id, job->name, job->ignore_result,
                        job->revoke_reason ? job->revoke_reason : "revoked", runtime);
         job_forget(self, job);
         return;
@@ -558,7 +574,7 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
     (*count)++;
     if (o->outcome == WORKER_OUTCOME_SUCCESS) {
         uint64_t batch = write_state(self, job->id, job->ignore_result, "SUCCESS", o->result, NULL);
-        queue_done(self, job->id, job->generation, batch, DONE_SUCCESS, runtime, 0, NULL);
+        queue_done(self, job->id, batch, DONE_SUCCESS, runtime, 0, NULL);
         self->processed++;
         zt_info("task succeeded: %s[%s] in %.3fs", job->name, job->id, runtime);
         job_forget(self, job);
@@ -578,7 +594,7 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
         json_t *exc = zt_backend_exception(exc_type, message, exc_module);
         uint64_t batch = write_state(self, job->id, job->ignore_result, "RETRY", exc, o->traceback);
         json_decref(exc);
-        queue_done(self, job->id, job->generation, batch, DONE_RETRY, runtime, countdown, error);
+        queue_done(self, job->id, batch, DONE_RETRY, runtime, countdown, error);
         self->retried++;
         zt_info("task retry: %s[%s] in %.3fs: %s (retry %d of %d in %.3fs)", job->name, job->id,
                 runtime, error, job->retries + 1, job->max_retries, countdown);
@@ -599,7 +615,7 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
     json_t *exc = zt_backend_exception(exc_type, message, exc_module);
     uint64_t batch = write_state(self, job->id, job->ignore_result, "FAILURE", exc, o->traceback);
     json_decref(exc);
-    queue_done(self, job->id, job->generation, batch, DONE_FAILURE, runtime, 0, error);
+    queue_done(self, job->id, batch, DONE_FAILURE, runtime, 0, error);
     self->processed++;
     self->failed++;
     zt_info("task failed: %s[%s] in %.3fs: %s", job->name, job->id, runtime, error);
@@ -722,7 +738,7 @@ static void on_dispatch(worker_t *self, const void *body, size_t size, const voi
     char revoked[64] = "";
     uint64_t retries = 0;
     bool redelivered = false;
-    const msgpack_object *d = extra ? worker_decoder_map(self->decoder, extra, extra_size) : NULL;
+    const msgpack_object *d = extra ? zt_decoder_parse(self->decoder, extra, extra_size) : NULL;
     if (!d || zt_mp_copy_str(zt_mp_get(d, "id"), id, sizeof id) != 0 ||
         !zt_taskmsg_valid_id(id, strlen(id))) {
         zt_warn("broker sent a DISPATCH without a readable delivery id; ignored");
@@ -746,7 +762,7 @@ static void on_dispatch(worker_t *self, const void *body, size_t size, const voi
     job->slot = -1;
     job->received_ms = zt_clock_mono_ms();
 
-    const msgpack_object *root = worker_decoder_map(self->decoder, body, size);
+    const msgpack_object *root = zt_decoder_parse(self->decoder, body, size);
     zt_taskmsg_t tm;
     char reason[256] = "not a MessagePack map";
     bool parsed = root && zt_taskmsg_parse(root, &tm, reason, sizeof reason) == 0;
@@ -775,7 +791,7 @@ static void on_dispatch(worker_t *self, const void *body, size_t size, const voi
 
     /* Tombstone: record REVOKED without running (PROTOCOL.md §6.2). */
     if (revoked[0]) {
-        record_revoked(self, job->id, job->name, job->generation, job->ignore_result, revoked, 0);
+        record_revoked(self, job->id, job->name, job->ignore_result, revoked, 0);
         job_free(job);
         return;
     }
@@ -787,14 +803,25 @@ static void on_dispatch(worker_t *self, const void *body, size_t size, const voi
             job_free(job);
             return;
         }
-        /* Redelivered by the current broker while an earlier connection's copy
-         * is still here: the new one is the broker's; drop the old if unstarted. */
-        zhashx_delete(self->jobs, id);
-        old->in_hash = false;
-        if (old->state == JOB_RESERVED) {
-            reserved_remove(self, old);
-            job_forget(self, old);
+        /* Redelivered (our old identity was declared dead) while the copy
+         * that came through an earlier connection is still here. */
+        if (old->state == JOB_RUNNING) {
+            /* Let the running copy answer for this delivery: it becomes the
+             * current connection's job (STARTED now, its DONE later, which
+             * the broker matches by id); the credit this DISPATCH took goes
+             * back, as the running copy's slot is returned by its DONE. */
+            zt_info("task %s[%s] redelivered while it runs here; the running copy answers",
+                    old->name, id);
+            old->generation = self->generation;
+            send_started(self, old);
+            return_slot(self);
+            job_free(job);
+            return;
         }
+        /* Not started: the broker's new delivery replaces it. */
+        reserved_remove(self, old);
+        job_forget(self, old);
+        return_slot(self);
     }
 
     if (self->warm) {
@@ -886,15 +913,9 @@ static void on_revoke(worker_t *self, const msgpack_object *root) {
 }
 
 static void stale_all(worker_t *self) {
-    /* Everything held now came through the connection that just ended. */
+    /* Everything held now came through the connection that just ended. The
+     * jobs stay in self->jobs, so that a redelivery of one finds it. */
     self->generation++;
-    zhashx_purge(self->jobs);
-    for (int p = 0; p < N_PRIORITIES; p++)
-        for (job_t *j = self->reserved_head[p]; j; j = j->next)
-            j->in_hash = false;
-    for (int i = 0; i < self->concurrency; i++)
-        if (self->running[i])
-            self->running[i]->in_hash = false;
 }
 
 static void disconnect(worker_t *self) {
@@ -1087,7 +1108,7 @@ static void on_broker_message(worker_t *self, zt_frames_t *frames) {
         on_dispatch(self, body, size, extra, extra_size);
         return;
     }
-    const msgpack_object *root = worker_decoder_map(self->decoder, body, size);
+    const msgpack_object *root = zt_decoder_parse(self->decoder, body, size);
     if (!root) {
         zt_warn("broker sent an undecodable %s body; ignored", zt_cmd_name(cmd));
         return;
@@ -1351,9 +1372,18 @@ static bool warm_shutdown_done(worker_t *self, int64_t now) {
         return false;
     if (!self->done_head && zt_backend_pending(self->backend) == 0)
         return true;
-    if (now - self->warm_since_ms > SHUTDOWN_BACKEND_MS && self->n_running == 0) {
-        zt_warn("redis did not confirm %d results in time; their tasks will be redelivered",
-                zt_backend_pending(self->backend));
+    if (now - self->warm_since_ms > SHUTDOWN_BACKEND_MS) {
+        int pending = zt_backend_pending(self->backend);
+        if (pending > 0) {
+            zt_warn("redis did not confirm %d results in time; their tasks will be redelivered",
+                    pending);
+        } else {
+            int dones = 0;
+            for (const done_msg_t *d = self->done_head; d; d = d->next)
+                dones++;
+            zt_warn("no broker connection to report %d finished tasks; they will be redelivered",
+                    dones);
+        }
         return true;
     }
     return false;
@@ -1433,7 +1463,7 @@ worker_t *worker_new(const zt_config_t *config, const char *name, const char *qu
     self->jobs = zhashx_new();
     self->per_task = zhashx_new();
     zhashx_set_destructor(self->per_task, free_counter);
-    self->decoder = worker_decoder_new();
+    self->decoder = zt_decoder_new(0);
     msgpack_sbuffer_init(&self->out);
     msgpack_packer_init(&self->pk, &self->out, msgpack_sbuffer_write);
     self->running = zt_calloc((size_t)self->concurrency, sizeof(job_t *));
@@ -1499,7 +1529,7 @@ void worker_destroy(worker_t **self_p) {
     }
     zhashx_destroy(&self->jobs);
     zhashx_destroy(&self->per_task);
-    worker_decoder_destroy(&self->decoder);
+    zt_decoder_destroy(&self->decoder);
     msgpack_sbuffer_destroy(&self->out);
     zt_backend_destroy(&self->backend);
     for (int i = 0; i < self->n_queues; i++)

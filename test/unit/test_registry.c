@@ -1,8 +1,8 @@
 /* test_registry: the worker's task registry, the task API a task function
  * sees, the built-in tasks run in-process, the prefork pool running them in
- * real child processes (including one that crashes), and the Redis result
- * backend the worker writes through (against a private redis-server on a
- * free loopback port; skipped with a note when redis-server is missing). */
+ * real child processes (including one that crashes), and zt_decoder, which
+ * the parent and the pool decode every message with. The Redis result
+ * backend the worker writes through is tested in test_backend.c. */
 #include "zt_test.h"
 
 #include "pool.h"
@@ -11,21 +11,15 @@
 #include "tasks.h"
 #include "worker.h"
 
-#include "zt_backend.h"
 #include "zt_clock.h"
+#include "zt_codec.h"
 #include "zt_error.h"
 #include "zt_taskmsg.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <hiredis/hiredis.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 static int dummy(worker_task_t *t) {
@@ -407,244 +401,63 @@ static void test_pool(void) {
     worker_registry_destroy(&r);
 }
 
-/* ---- the result backend, against a private redis-server ---- */
+/* ---- zt_decoder: how the worker parent and its pool decode every message ---- */
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
+static void test_decoder(void) {
+    zt_decoder_t *dec = zt_decoder_new(0);
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init(&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    zt_pack_kv_cstr(&pk, "id", "abc");
+    zt_pack_kv_uint(&pk, "retries", 3);
+    const msgpack_object *root = zt_decoder_parse(dec, sbuf.data, sbuf.size);
+    CHECK(root && root->type == MSGPACK_OBJECT_MAP);
+    const char *id = NULL;
+    size_t len = 0;
+    CHECK_INT(zt_mp_get_str(root, "id", &id, &len), 0);
+    CHECK(len == 3 && memcmp(id, "abc", 3) == 0);
+    /* in place: the string points into the caller's bytes, not a copy */
+    CHECK(id >= sbuf.data && id + len <= sbuf.data + sbuf.size);
+    uint64_t retries = 0;
+    CHECK_INT(zt_mp_get_uint(root, "retries", &retries), 0);
+    CHECK_INT(retries, 3);
 
-static const char *find_redis_server(void) {
-    static const char *const paths[] = {"/usr/bin/redis-server", "/usr/local/bin/redis-server"};
-    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
-        if (access(paths[i], X_OK) == 0)
-            return paths[i];
-    return NULL;
-}
+    /* refused like zt_body_parse: not a map, trailing bytes, truncated,
+     * a count the bytes cannot hold, nothing */
+    const unsigned char array[] = {0x91, 0x01};
+    CHECK(zt_decoder_parse(dec, array, sizeof array) == NULL);
+    msgpack_sbuffer_write(&sbuf, "\x00", 1);
+    CHECK(zt_decoder_parse(dec, sbuf.data, sbuf.size) == NULL);
+    CHECK(zt_decoder_parse(dec, sbuf.data, sbuf.size - 3) == NULL);
+    const unsigned char huge[] = {0xdf, 0x7f, 0xff, 0xff, 0xff, 0xa1, 'a', 0x01};
+    CHECK(zt_decoder_parse(dec, huge, sizeof huge) == NULL);
+    CHECK(zt_decoder_parse(dec, NULL, 0) == NULL);
 
-/* Starts redis-server on port; returns its pid once it answers, or -1. */
-static pid_t start_redis(const char *path, int port) {
-    char portstr[16];
-    snprintf(portstr, sizeof portstr, "%d", port);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) {
-            dup2(devnull, 1);
-            dup2(devnull, 2);
-        }
-        execl(path, path, "--port", portstr, "--bind", "127.0.0.1", "--save", "", "--appendonly",
-              "no", "--dir", "/tmp", (char *)NULL);
-        _exit(127);
+    /* a body bigger than the zone's first chunk, then a small one again */
+    msgpack_sbuffer_clear(&sbuf);
+    msgpack_pack_map(&pk, 2000);
+    char key[16];
+    for (int i = 0; i < 2000; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        zt_pack_kv_int(&pk, key, i);
     }
-    for (int i = 0; i < 250; i++) { /* bounded: 5 s */
-        redisContext *c = redisConnect("127.0.0.1", port);
-        bool up = c && !c->err;
-        if (c)
-            redisFree(c);
-        if (up)
-            return pid;
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
-}
+    root = zt_decoder_parse(dec, sbuf.data, sbuf.size);
+    CHECK(root && root->via.map.size == 2000);
+    int64_t v = -1;
+    CHECK_INT(zt_mp_get_int(root, "k1999", &v), 0);
+    CHECK_INT(v, 1999);
+    msgpack_sbuffer_clear(&sbuf);
+    msgpack_pack_map(&pk, 1);
+    zt_pack_kv_cstr(&pk, "op", "ping");
+    root = zt_decoder_parse(dec, sbuf.data, sbuf.size);
+    CHECK(root && zt_mp_str_eq(zt_mp_get(root, "op"), "ping"));
 
-static void stop_redis(pid_t pid) {
-    kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
-}
-
-static long long redis_ttl(int port, int db, const char *key) {
-    redisContext *c = redisConnect("127.0.0.1", port);
-    long long ttl = -100;
-    if (c && !c->err) {
-        redisReply *r = redisCommand(c, "SELECT %d", db);
-        freeReplyObject(r);
-        r = redisCommand(c, "TTL %s", key);
-        if (r && r->type == REDIS_REPLY_INTEGER)
-            ttl = r->integer;
-        freeReplyObject(r);
-    }
-    if (c)
-        redisFree(c);
-    return ttl;
-}
-
-static void test_backend_urls(void) {
-    const char *bad[] = {"http://127.0.0.1:6379", "redis://127.0.0.1:99999", "redis://h:1/abc",
-                         "redis://user@h",        "unix://relative",         "redis://h:1/2/3"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        int err = 0;
-        zt_backend_t *b = zt_backend_new_lazy(bad[i], &err);
-        CHECK(b == NULL);
-        CHECK_INT(err, ZT_ERR_INVALID);
-    }
-    int err = -1;
-    zt_backend_t *b = zt_backend_new_lazy("redis://:secret@localhost:1/2", &err);
-    CHECK(b != NULL);
-    CHECK_INT(err, 0);
-    zt_backend_destroy(&b);
-    json_t *e = zt_backend_exception("ValueError", "bad", "builtins");
-    char *text = json_dumps(e, JSON_COMPACT);
-    CHECK_STR(
-        text,
-        "{\"exc_type\":\"ValueError\",\"exc_message\":[\"bad\"],\"exc_module\":\"builtins\"}");
-    free(text);
-    json_decref(e);
-    e = zt_backend_exception("WorkerLostError", "gone", NULL);
-    CHECK(json_is_null(json_object_get(e, "exc_module")));
-    json_decref(e);
-}
-
-static void test_backend_redis(void) {
-    const char *server = find_redis_server();
-    if (!server) {
-        fprintf(stderr, "  (redis-server not installed: backend round trip skipped)\n");
-        return;
-    }
-    int port = free_port();
-    pid_t redis = start_redis(server, port);
-    CHECK(redis > 0);
-    if (redis <= 0)
-        return;
-    char url[64];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d/3", port);
-    int err = -1;
-    zt_backend_t *b = zt_backend_new(url, &err);
-    CHECK(b != NULL);
-    CHECK_INT(err, 0);
-    if (!b) {
-        stop_redis(redis);
-        return;
-    }
-    /* A later state of the same task supersedes a queued STARTED/PROGRESS. */
-    json_t *started = json_pack("{s:i, s:s}", "pid", 1, "hostname", "w@h");
-    json_t *p1 = json_pack("{s:f, s:f, s:s}", "current", 1.0, "total", 4.0, "message", "a");
-    json_t *p2 = json_pack("{s:f, s:f, s:s}", "current", 2.0, "total", 4.0, "message", "b");
-    json_t *answer = json_integer(42);
-    CHECK_INT(zt_backend_queue_state(b, "t1", "STARTED", started, NULL, 100), 0);
-    CHECK_INT(zt_backend_queue_state(b, "t1", "SUCCESS", answer, NULL, 100), 0);
-    CHECK_INT(zt_backend_queue_state(b, "t2", "PROGRESS", p1, NULL, 100), 0);
-    CHECK_INT(zt_backend_queue_state(b, "t2", "PROGRESS", p2, NULL, 100), 0);
-    CHECK_INT(zt_backend_pending(b), 2);
-    CHECK_INT(zt_backend_queue_state(b, "t1", "BOGUS", NULL, NULL, 100), ZT_ERR_INVALID);
-    CHECK_INT(zt_backend_queue_state(b, "t1", "SUCCESS", NULL, NULL, 0), ZT_ERR_INVALID);
-    CHECK_INT(zt_backend_flush(b), 0);
-    CHECK_INT(zt_backend_pending(b), 0);
-
-    json_t *meta = NULL;
-    CHECK_INT(zt_backend_get(b, "t1", &meta), 0);
-    CHECK_STR(json_string_value(json_object_get(meta, "status")), "SUCCESS");
-    CHECK_INT(json_integer_value(json_object_get(meta, "result")), 42);
-    CHECK(json_is_null(json_object_get(meta, "traceback")));
-    CHECK(json_is_array(json_object_get(meta, "children")));
-    CHECK_STR(json_string_value(json_object_get(meta, "task_id")), "t1");
-    const char *date = json_string_value(json_object_get(meta, "date_done"));
-    double when = 0;
-    CHECK(date && strlen(date) == 26 && zt_clock_parse_iso8601(date, &when) == 0);
-    CHECK(when > zt_clock_wall() - 60 && when < zt_clock_wall() + 1);
-    json_decref(meta);
-    CHECK_INT(zt_backend_get(b, "t2", &meta), 0);
-    CHECK_STR(json_string_value(json_object_get(meta, "status")), "PROGRESS");
-    CHECK_STR(json_string_value(json_object_get(json_object_get(meta, "result"), "message")), "b");
-    CHECK(json_is_null(json_object_get(meta, "date_done")));
-    json_decref(meta);
-    long long ttl = redis_ttl(port, 3, "celery-task-meta-t1");
-    CHECK(ttl > 90 && ttl <= 100);
-    CHECK_INT(zt_backend_get(b, "nope", &meta), ZT_ERR_NOT_FOUND);
-    CHECK(meta == NULL);
-
-    /* Failure with a traceback, and a non-final state is not a final wait. */
-    json_t *exc = zt_backend_exception("Exception", "disk on fire", "builtins");
-    CHECK_INT(zt_backend_queue_state(b, "t3", "FAILURE", exc, "Exception: disk on fire\n", 100), 0);
-    CHECK_INT(zt_backend_flush(b), 0);
-    CHECK_INT(zt_backend_wait(b, "t3", 1000, &meta), 0);
-    CHECK_STR(json_string_value(json_object_get(meta, "traceback")), "Exception: disk on fire\n");
-    json_decref(meta);
-    int64_t before = zt_clock_mono_ms();
-    CHECK_INT(zt_backend_wait(b, "t2", 200, &meta), ZT_ERR_TIMEOUT);
-    CHECK(zt_clock_mono_ms() - before < 1500);
-    CHECK(meta && strcmp(json_string_value(json_object_get(meta, "status")), "PROGRESS") == 0);
-    json_decref(meta);
-
-    /* Waiting wakes on the PUBLISH of a state written later, by another process. */
-    pid_t writer = fork();
-    if (writer == 0) {
-        struct timespec ts = {0, 150 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        zt_backend_t *w = zt_backend_new(url, NULL);
-        json_t *r = json_string("late");
-        int rc = w ? zt_backend_queue_state(w, "t4", "SUCCESS", r, NULL, 100) : -1;
-        rc = rc == 0 ? zt_backend_flush(w) : rc;
-        _exit(rc == 0 ? 0 : 1); /* no destructors in a forked test child */
-    }
-    before = zt_clock_mono_ms();
-    CHECK_INT(zt_backend_wait(b, "t4", 5000, &meta), 0);
-    CHECK(zt_clock_mono_ms() - before < 3000);
-    CHECK_STR(json_string_value(json_object_get(meta, "result")), "late");
-    json_decref(meta);
-    int status = -1;
-    waitpid(writer, &status, 0);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    /* the subscriber connection is reusable */
-    CHECK_INT(zt_backend_wait(b, "t1", 1000, &meta), 0);
-    json_decref(meta);
-
-    /* Event-loop use: send without waiting, then read replies as they come. */
-    uint64_t batch = zt_backend_next_batch(b);
-    CHECK_INT(zt_backend_queue_state(b, "t5", "SUCCESS", answer, NULL, 100), 0);
-    CHECK(zt_backend_acked(b) < batch);
-    CHECK_INT(zt_backend_send(b), 0);
-    CHECK(zt_backend_waiting(b));
-    int64_t deadline = zt_clock_mono_ms() + 3000;
-    while (zt_backend_acked(b) < batch && zt_clock_mono_ms() < deadline) {
-        struct pollfd pfd = {zt_backend_fd(b), POLLIN, 0};
-        poll(&pfd, 1, 100);
-        CHECK_INT(zt_backend_recv(b), 0);
-    }
-    CHECK(zt_backend_acked(b) >= batch);
-    CHECK(!zt_backend_waiting(b));
-    CHECK_INT(zt_backend_fd(b), -1);
-
-    /* Redis gone: states stay queued and go out once it is back. */
-    stop_redis(redis);
-    CHECK_INT(zt_backend_queue_state(b, "t6", "SUCCESS", answer, NULL, 100), 0);
-    batch = zt_backend_next_batch(b);
-    CHECK_INT(zt_backend_flush(b), ZT_ERR_BACKEND);
-    CHECK_INT(zt_backend_pending(b), 1);
-    redis = start_redis(server, port);
-    CHECK(redis > 0);
-    deadline = zt_clock_mono_ms() + 5000;
-    while (zt_backend_pending(b) > 0 && zt_clock_mono_ms() < deadline) {
-        zt_backend_send(b);
-        struct pollfd pfd = {zt_backend_fd(b), POLLIN, 0};
-        poll(&pfd, zt_backend_fd(b) >= 0 ? 1 : 0, 50);
-        zt_backend_recv(b);
-    }
-    CHECK_INT(zt_backend_pending(b), 0);
-    CHECK_INT(zt_backend_get(b, "t6", &meta), 0);
-    json_decref(meta);
-
-    json_decref(started);
-    json_decref(p1);
-    json_decref(p2);
-    json_decref(answer);
-    json_decref(exc);
-    zt_backend_destroy(&b);
-    if (redis > 0)
-        stop_redis(redis);
+    msgpack_sbuffer_destroy(&sbuf);
+    zt_decoder_destroy(&dec);
+    CHECK(dec == NULL);
+    zt_decoder_destroy(&dec); /* harmless twice */
 }
 
 int main(void) {
@@ -655,7 +468,6 @@ int main(void) {
     RUN(test_task_api);
     RUN(test_expand_name);
     RUN(test_pool);
-    RUN(test_backend_urls);
-    RUN(test_backend_redis);
+    RUN(test_decoder);
     return zt_test_summary();
 }
