@@ -15,15 +15,16 @@
 
 struct zt_client {
     zsock_t *dealer;
-    void *socket;       /* raw libzmq handle of dealer */
+    void *socket;          /* raw libzmq handle of dealer */
     zt_backend_t *backend; /* NULL until first needed */
-    char *backend_url;  /* NULL: no result backend */
-    int timeout_ms;     /* msecs to wait for the broker */
-    uint64_t next_req;  /* CONTROL request numbers */
+    char *backend_url;     /* NULL: no result backend */
+    int timeout_ms;        /* msecs to wait for the broker */
+    uint64_t next_req;     /* CONTROL request numbers */
     char last_error[512];
 };
 
-static void set_error(zt_client_t *self, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_error(zt_client_t *self, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void set_error(zt_client_t *self, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -195,8 +196,7 @@ int zt_client_recv_reply(zt_client_t *self, int timeout_ms, char *id_out, size_t
     }
 }
 
-int zt_client_send(zt_client_t *self, const zt_task_options_t *opts, char *id_out,
-                   size_t id_size) {
+int zt_client_send(zt_client_t *self, const zt_task_options_t *opts, char *id_out, size_t id_size) {
     char id[ZT_ID_MAX + 1];
     int rc = zt_client_submit(self, opts, id, sizeof id);
     if (rc != 0)

@@ -32,8 +32,7 @@ const char *zt_client_last_error(const zt_client_t *self);
 /* Sends a task and waits for the broker's answer. On ACCEPTED returns 0 and
  * writes the id into id_out. Returns ZT_ERR_REJECTED (reason in last_error),
  * ZT_ERR_INVALID (bad options), or ZT_ERR_TIMEOUT. */
-int zt_client_send(zt_client_t *self, const zt_task_options_t *opts, char *id_out,
-                   size_t id_size);
+int zt_client_send(zt_client_t *self, const zt_task_options_t *opts, char *id_out, size_t id_size);
 
 /* Pipelined sending for high rates: zt_client_submit() only sends; each
  * zt_client_recv_reply() reads one ACCEPTED/REJECTED (in submit order). */

@@ -58,26 +58,77 @@ int zt_codec_check(const void *data, size_t size) {
             skip = b & 0x1f;
         } else {
             switch (b) {
-            case 0xc4: case 0xd9: lenbytes = 1; break;          /* bin8, str8 */
-            case 0xc5: case 0xda: lenbytes = 2; break;          /* bin16, str16 */
-            case 0xc6: case 0xdb: lenbytes = 4; break;          /* bin32, str32 */
-            case 0xc7: lenbytes = 1; skip = 1; break;           /* ext8: len, type */
-            case 0xc8: lenbytes = 2; skip = 1; break;
-            case 0xc9: lenbytes = 4; skip = 1; break;
-            case 0xca: skip = 4; break;                          /* float32 */
-            case 0xcb: skip = 8; break;                          /* float64 */
-            case 0xcc: case 0xd0: skip = 1; break;
-            case 0xcd: case 0xd1: skip = 2; break;
-            case 0xce: case 0xd2: skip = 4; break;
-            case 0xcf: case 0xd3: skip = 8; break;
-            case 0xd4: skip = 2; break;                          /* fixext1..16 */
-            case 0xd5: skip = 3; break;
-            case 0xd6: skip = 5; break;
-            case 0xd7: skip = 9; break;
-            case 0xd8: skip = 17; break;
-            case 0xdc: case 0xde: lenbytes = 2; break;           /* array16, map16 */
-            case 0xdd: case 0xdf: lenbytes = 4; break;           /* array32, map32 */
-            default: return ZT_ERR_INVALID;                      /* 0xc1: never used */
+            case 0xc4:
+            case 0xd9:
+                lenbytes = 1;
+                break; /* bin8, str8 */
+            case 0xc5:
+            case 0xda:
+                lenbytes = 2;
+                break; /* bin16, str16 */
+            case 0xc6:
+            case 0xdb:
+                lenbytes = 4;
+                break; /* bin32, str32 */
+            case 0xc7:
+                lenbytes = 1;
+                skip = 1;
+                break; /* ext8: len, type */
+            case 0xc8:
+                lenbytes = 2;
+                skip = 1;
+                break;
+            case 0xc9:
+                lenbytes = 4;
+                skip = 1;
+                break;
+            case 0xca:
+                skip = 4;
+                break; /* float32 */
+            case 0xcb:
+                skip = 8;
+                break; /* float64 */
+            case 0xcc:
+            case 0xd0:
+                skip = 1;
+                break;
+            case 0xcd:
+            case 0xd1:
+                skip = 2;
+                break;
+            case 0xce:
+            case 0xd2:
+                skip = 4;
+                break;
+            case 0xcf:
+            case 0xd3:
+                skip = 8;
+                break;
+            case 0xd4:
+                skip = 2;
+                break; /* fixext1..16 */
+            case 0xd5:
+                skip = 3;
+                break;
+            case 0xd6:
+                skip = 5;
+                break;
+            case 0xd7:
+                skip = 9;
+                break;
+            case 0xd8:
+                skip = 17;
+                break;
+            case 0xdc:
+            case 0xde:
+                lenbytes = 2;
+                break; /* array16, map16 */
+            case 0xdd:
+            case 0xdf:
+                lenbytes = 4;
+                break; /* array32, map32 */
+            default:
+                return ZT_ERR_INVALID; /* 0xc1: never used */
             }
         }
         if (lenbytes) {
@@ -254,11 +305,18 @@ int zt_mp_get_double(const msgpack_object *map, const char *key, double *out) {
         return ZT_ERR_NOT_FOUND;
     double d;
     switch (v->type) {
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: d = (double)v->via.u64; break;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: d = (double)v->via.i64; break;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        d = (double)v->via.u64;
+        break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        d = (double)v->via.i64;
+        break;
     case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: d = v->via.f64; break;
-    default: return ZT_ERR_INVALID;
+    case MSGPACK_OBJECT_FLOAT64:
+        d = v->via.f64;
+        break;
+    default:
+        return ZT_ERR_INVALID;
     }
     if (!isfinite(d))
         return ZT_ERR_INVALID;
@@ -334,17 +392,23 @@ static json_t *mp_to_json(const msgpack_object *obj, int depth) {
     if (depth > ZT_CODEC_MAX_DEPTH)
         return NULL;
     switch (obj->type) {
-    case MSGPACK_OBJECT_NIL: return json_null();
-    case MSGPACK_OBJECT_BOOLEAN: return json_boolean(obj->via.boolean);
+    case MSGPACK_OBJECT_NIL:
+        return json_null();
+    case MSGPACK_OBJECT_BOOLEAN:
+        return json_boolean(obj->via.boolean);
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
         if (obj->via.u64 > (uint64_t)INT64_MAX)
             return json_real((double)obj->via.u64);
         return json_integer((json_int_t)obj->via.u64);
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return json_integer((json_int_t)obj->via.i64);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return json_integer((json_int_t)obj->via.i64);
     case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return json_real(obj->via.f64); /* NULL for NaN/inf */
-    case MSGPACK_OBJECT_STR: return json_stringn(obj->via.str.ptr, obj->via.str.size);
-    case MSGPACK_OBJECT_BIN: return json_stringn(obj->via.bin.ptr, obj->via.bin.size);
+    case MSGPACK_OBJECT_FLOAT64:
+        return json_real(obj->via.f64); /* NULL for NaN/inf */
+    case MSGPACK_OBJECT_STR:
+        return json_stringn(obj->via.str.ptr, obj->via.str.size);
+    case MSGPACK_OBJECT_BIN:
+        return json_stringn(obj->via.bin.ptr, obj->via.bin.size);
     case MSGPACK_OBJECT_ARRAY: {
         json_t *arr = json_array();
         for (uint32_t i = 0; i < obj->via.array.size; i++) {
@@ -365,14 +429,16 @@ static json_t *mp_to_json(const msgpack_object *obj, int depth) {
                 return NULL;
             }
             json_t *val = mp_to_json(&kv->val, depth + 1);
-            if (!val || json_object_setn_new(o, kv->key.via.str.ptr, kv->key.via.str.size, val) != 0) {
+            if (!val ||
+                json_object_setn_new(o, kv->key.via.str.ptr, kv->key.via.str.size, val) != 0) {
                 json_decref(o);
                 return NULL;
             }
         }
         return o;
     }
-    default: return NULL; /* ext: no JSON meaning */
+    default:
+        return NULL; /* ext: no JSON meaning */
     }
 }
 
@@ -407,12 +473,24 @@ static int json_pack_depth(msgpack_packer *pk, const json_t *v, int depth) {
         }
         return 0;
     }
-    case JSON_STRING: zt_pack_strn(pk, json_string_value(v), json_string_length(v)); return 0;
-    case JSON_INTEGER: msgpack_pack_int64(pk, json_integer_value(v)); return 0;
-    case JSON_REAL: msgpack_pack_double(pk, json_real_value(v)); return 0;
-    case JSON_TRUE: msgpack_pack_true(pk); return 0;
-    case JSON_FALSE: msgpack_pack_false(pk); return 0;
-    case JSON_NULL: msgpack_pack_nil(pk); return 0;
+    case JSON_STRING:
+        zt_pack_strn(pk, json_string_value(v), json_string_length(v));
+        return 0;
+    case JSON_INTEGER:
+        msgpack_pack_int64(pk, json_integer_value(v));
+        return 0;
+    case JSON_REAL:
+        msgpack_pack_double(pk, json_real_value(v));
+        return 0;
+    case JSON_TRUE:
+        msgpack_pack_true(pk);
+        return 0;
+    case JSON_FALSE:
+        msgpack_pack_false(pk);
+        return 0;
+    case JSON_NULL:
+        msgpack_pack_nil(pk);
+        return 0;
     }
     return ZT_ERR_INVALID;
 }

@@ -8,18 +8,30 @@
 
 const char *zt_strerror(int code) {
     switch (code) {
-    case ZT_OK: return "success";
-    case ZT_ERR_NOMEM: return "out of memory";
-    case ZT_ERR_INVALID: return "invalid input";
-    case ZT_ERR_TOO_LARGE: return "too large";
-    case ZT_ERR_IO: return "input/output error";
-    case ZT_ERR_TIMEOUT: return "timed out";
-    case ZT_ERR_PROTOCOL: return "protocol error";
-    case ZT_ERR_NOT_FOUND: return "not found";
-    case ZT_ERR_REJECTED: return "rejected";
-    case ZT_ERR_BACKEND: return "result backend error";
-    case ZT_ERR_INTERRUPTED: return "interrupted";
-    default: return "unknown error";
+    case ZT_OK:
+        return "success";
+    case ZT_ERR_NOMEM:
+        return "out of memory";
+    case ZT_ERR_INVALID:
+        return "invalid input";
+    case ZT_ERR_TOO_LARGE:
+        return "too large";
+    case ZT_ERR_IO:
+        return "input/output error";
+    case ZT_ERR_TIMEOUT:
+        return "timed out";
+    case ZT_ERR_PROTOCOL:
+        return "protocol error";
+    case ZT_ERR_NOT_FOUND:
+        return "not found";
+    case ZT_ERR_REJECTED:
+        return "rejected";
+    case ZT_ERR_BACKEND:
+        return "result backend error";
+    case ZT_ERR_INTERRUPTED:
+        return "interrupted";
+    default:
+        return "unknown error";
     }
 }
 

@@ -10,15 +10,15 @@
 
 enum {
     ZT_OK = 0,
-    ZT_ERR_NOMEM = -1,      /* allocation failed */
-    ZT_ERR_INVALID = -2,    /* malformed or out-of-range input */
-    ZT_ERR_TOO_LARGE = -3,  /* input over a configured limit */
-    ZT_ERR_IO = -4,         /* socket, file or process failure */
-    ZT_ERR_TIMEOUT = -5,    /* no answer in time */
-    ZT_ERR_PROTOCOL = -6,   /* peer broke the wire protocol */
-    ZT_ERR_NOT_FOUND = -7,  /* no such key, task, worker, ... */
-    ZT_ERR_REJECTED = -8,   /* the broker refused the request */
-    ZT_ERR_BACKEND = -9,    /* result backend (Redis) failure */
+    ZT_ERR_NOMEM = -1,       /* allocation failed */
+    ZT_ERR_INVALID = -2,     /* malformed or out-of-range input */
+    ZT_ERR_TOO_LARGE = -3,   /* input over a configured limit */
+    ZT_ERR_IO = -4,          /* socket, file or process failure */
+    ZT_ERR_TIMEOUT = -5,     /* no answer in time */
+    ZT_ERR_PROTOCOL = -6,    /* peer broke the wire protocol */
+    ZT_ERR_NOT_FOUND = -7,   /* no such key, task, worker, ... */
+    ZT_ERR_REJECTED = -8,    /* the broker refused the request */
+    ZT_ERR_BACKEND = -9,     /* result backend (Redis) failure */
     ZT_ERR_INTERRUPTED = -10 /* a signal asked us to stop */
 };
 

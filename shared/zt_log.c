@@ -46,8 +46,8 @@ int zt_log_level_parse(const char *text, zt_log_level_t *level) {
     static const struct {
         const char *name;
         zt_log_level_t level;
-    } names[] = {{"debug", ZT_LOG_DEBUG},     {"info", ZT_LOG_INFO},   {"warning", ZT_LOG_WARNING},
-                 {"warn", ZT_LOG_WARNING},    {"error", ZT_LOG_ERROR}, {"critical", ZT_LOG_ERROR},
+    } names[] = {{"debug", ZT_LOG_DEBUG},  {"info", ZT_LOG_INFO},   {"warning", ZT_LOG_WARNING},
+                 {"warn", ZT_LOG_WARNING}, {"error", ZT_LOG_ERROR}, {"critical", ZT_LOG_ERROR},
                  {"off", ZT_LOG_OFF}};
     for (size_t i = 0; text && i < sizeof names / sizeof names[0]; i++) {
         if (strcasecmp(text, names[i].name) == 0) {
@@ -70,9 +70,10 @@ void zt_log(zt_log_level_t level, const char *fmt, ...) {
     gettimeofday(&tv, NULL);
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %-5s %s: ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (int)(tv.tv_usec / 1000), level_names[level], g_log.name);
+    int n = snprintf(line, sizeof line,
+                     "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %-5s %s: ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     (int)(tv.tv_usec / 1000), level_names[level], g_log.name);
     if (n < 0)
         return;
     va_list ap;

@@ -10,24 +10,42 @@
 
 const char *zt_cmd_name(int cmd) {
     switch (cmd) {
-    case ZT_CMD_SUBMIT: return "SUBMIT";
-    case ZT_CMD_ACCEPTED: return "ACCEPTED";
-    case ZT_CMD_REJECTED: return "REJECTED";
-    case ZT_CMD_CONTROL: return "CONTROL";
-    case ZT_CMD_CONTROL_REPLY: return "CONTROL-REPLY";
-    case ZT_CMD_HELLO: return "HELLO";
-    case ZT_CMD_WELCOME: return "WELCOME";
-    case ZT_CMD_CREDIT: return "CREDIT";
-    case ZT_CMD_DISPATCH: return "DISPATCH";
-    case ZT_CMD_STARTED: return "STARTED";
-    case ZT_CMD_PROGRESS: return "PROGRESS";
-    case ZT_CMD_DONE: return "DONE";
-    case ZT_CMD_RELEASE: return "RELEASE";
-    case ZT_CMD_REVOKE: return "REVOKE";
-    case ZT_CMD_HEARTBEAT: return "HEARTBEAT";
-    case ZT_CMD_BYE: return "BYE";
-    case ZT_CMD_ERROR: return "ERROR";
-    default: return "UNKNOWN";
+    case ZT_CMD_SUBMIT:
+        return "SUBMIT";
+    case ZT_CMD_ACCEPTED:
+        return "ACCEPTED";
+    case ZT_CMD_REJECTED:
+        return "REJECTED";
+    case ZT_CMD_CONTROL:
+        return "CONTROL";
+    case ZT_CMD_CONTROL_REPLY:
+        return "CONTROL-REPLY";
+    case ZT_CMD_HELLO:
+        return "HELLO";
+    case ZT_CMD_WELCOME:
+        return "WELCOME";
+    case ZT_CMD_CREDIT:
+        return "CREDIT";
+    case ZT_CMD_DISPATCH:
+        return "DISPATCH";
+    case ZT_CMD_STARTED:
+        return "STARTED";
+    case ZT_CMD_PROGRESS:
+        return "PROGRESS";
+    case ZT_CMD_DONE:
+        return "DONE";
+    case ZT_CMD_RELEASE:
+        return "RELEASE";
+    case ZT_CMD_REVOKE:
+        return "REVOKE";
+    case ZT_CMD_HEARTBEAT:
+        return "HEARTBEAT";
+    case ZT_CMD_BYE:
+        return "BYE";
+    case ZT_CMD_ERROR:
+        return "ERROR";
+    default:
+        return "UNKNOWN";
     }
 }
 
@@ -167,8 +185,8 @@ static int send_code_reason(void *socket, const void *identity, size_t identity_
     return rc;
 }
 
-int zt_proto_send_error(void *socket, const void *identity, size_t identity_size,
-                        const char *code, const char *reason) {
+int zt_proto_send_error(void *socket, const void *identity, size_t identity_size, const char *code,
+                        const char *reason) {
     return send_code_reason(socket, identity, identity_size, ZT_CMD_ERROR, NULL, code, reason);
 }
 

@@ -92,8 +92,8 @@ int zt_proto_send(void *socket, const void *identity, size_t identity_size, int 
                   const void *body, size_t body_size, const void *extra, size_t extra_size);
 
 /* Sends ERROR {code, reason} (or, for REJECTED, {id, code, reason}). */
-int zt_proto_send_error(void *socket, const void *identity, size_t identity_size,
-                        const char *code, const char *reason);
+int zt_proto_send_error(void *socket, const void *identity, size_t identity_size, const char *code,
+                        const char *reason);
 int zt_proto_send_rejected(void *socket, const void *identity, size_t identity_size,
                            const char *task_id, const char *code, const char *reason);
 

@@ -34,11 +34,11 @@ bool zt_taskmsg_valid_queue(const char *s, size_t len) {
     return chars_ok(s, len, ZT_QUEUE_MAX, "_.-");
 }
 
-#define FAIL(...)                                                                            \
-    do {                                                                                     \
-        if (reason)                                                                          \
-            snprintf(reason, reason_size, __VA_ARGS__);                                      \
-        return ZT_ERR_INVALID;                                                               \
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        if (reason)                                                                                \
+            snprintf(reason, reason_size, __VA_ARGS__);                                            \
+        return ZT_ERR_INVALID;                                                                     \
     } while (0)
 
 /* Optional string field: absent/nil leaves *out NULL. */
@@ -110,8 +110,7 @@ int zt_taskmsg_parse(const msgpack_object *map, zt_taskmsg_t *msg, char *reason,
     if (rc == ZT_ERR_NOT_FOUND)
         i64 = 0;
     else if (rc != 0 || i64 < ZT_PRIORITY_MIN || i64 > ZT_PRIORITY_MAX)
-        FAIL("field 'priority' must be an integer from %d to %d", ZT_PRIORITY_MIN,
-             ZT_PRIORITY_MAX);
+        FAIL("field 'priority' must be an integer from %d to %d", ZT_PRIORITY_MIN, ZT_PRIORITY_MAX);
     msg->priority = (int)i64;
 
     rc = zt_mp_get_int(map, "retries", &i64);
@@ -162,8 +161,8 @@ void zt_task_options_init(zt_task_options_t *opts) {
     opts->retry_delay = -1;
 }
 
-int zt_taskmsg_pack(msgpack_packer *pk, const zt_task_options_t *opts, const char *id,
-                    char *reason, size_t reason_size) {
+int zt_taskmsg_pack(msgpack_packer *pk, const zt_task_options_t *opts, const char *id, char *reason,
+                    size_t reason_size) {
     if (!id || !zt_taskmsg_valid_id(id, strlen(id)))
         FAIL("invalid task id");
     if (!opts->task || !zt_taskmsg_valid_name(opts->task, strlen(opts->task)))

@@ -64,10 +64,10 @@ typedef struct {
     const json_t *kwargs;
     const char *queue;
     int priority;
-    double eta;       /* unix seconds; 0 = none */
-    double countdown; /* seconds; < 0 = none */
-    double expires;   /* unix seconds; 0 = none */
-    int max_retries;  /* -1 = worker default */
+    double eta;         /* unix seconds; 0 = none */
+    double countdown;   /* seconds; < 0 = none */
+    double expires;     /* unix seconds; 0 = none */
+    int max_retries;    /* -1 = worker default */
     double retry_delay; /* < 0 = worker default */
     double time_limit;  /* 0 = default */
     double soft_time_limit;
@@ -82,8 +82,8 @@ void zt_task_options_init(zt_task_options_t *opts);
 /* Packs a task message for opts, with id as its id. Returns 0, or
  * ZT_ERR_INVALID (bad name, queue, priority, args not an array, ...) with a
  * reason. */
-int zt_taskmsg_pack(msgpack_packer *pk, const zt_task_options_t *opts, const char *id,
-                    char *reason, size_t reason_size);
+int zt_taskmsg_pack(msgpack_packer *pk, const zt_task_options_t *opts, const char *id, char *reason,
+                    size_t reason_size);
 
 /* Writes a new random UUID (36 chars + NUL) into buf (size >= 37). */
 void zt_uuid_generate(char *buf, size_t size);

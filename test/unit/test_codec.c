@@ -95,7 +95,8 @@ static void test_body_must_be_map(void) {
 }
 
 static void test_json_round_trip(void) {
-    const char *text = "{\"a\": [1, -2, 3.5, \"x\", true, false, null], \"b\": {\"c\": \"\\u00e9\"}}";
+    const char *text =
+        "{\"a\": [1, -2, 3.5, \"x\", true, false, null], \"b\": {\"c\": \"\\u00e9\"}}";
     msgpack_sbuffer sbuf = pack_json(text);
     zt_body_t *body = zt_body_parse(sbuf.data, sbuf.size, NULL);
     CHECK(body != NULL);

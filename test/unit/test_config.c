@@ -71,7 +71,7 @@ static void test_precedence(void) {
     char reason[300] = "";
     CHECK_INT(zt_config_load(&c, 2, argv, reason, sizeof reason), 0);
     CHECK_STR(c.broker_url, "tcp://env:2"); /* environment beats file */
-    CHECK_INT(c.result_expires, 10);       /* file beats default */
+    CHECK_INT(c.result_expires, 10);        /* file beats default */
     unsetenv("ZMQ_BROKER_URL");
     unlink(path);
 }
