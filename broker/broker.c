@@ -1,5 +1,12 @@
 /* broker: the loop, the protocol handlers and the task life cycle.
  *
+ * Durability: every change a restart must survive is appended to the
+ * journal as a record (j_* helpers) at the point it happens in memory;
+ * one commit per loop turn writes them. Replies to SUBMIT (ACCEPTED and, to
+ * keep their order, REJECTED) wait in a FIFO until the journal says the
+ * records before them are durable. On start the same records are replayed
+ * (replay_* below) into the same structures, without events or replies.
+ *
  * Ownership: the broker owns every task record (the `tasks` hash destroys
  * them); a task is at any time in exactly one place: a queue list (ready or
  * tombstone), the timer heap (scheduled), or a worker's in-flight list.
@@ -41,6 +48,9 @@
 #define WARN_PER_SECOND 20    /* peer warnings logged per second at most */
 #define POLL_MAX_MS 1000      /* longest sleep, so a missed signal still stops us */
 #define ZONE_CHUNK 65536      /* bytes; decoded bodies up to a few KiB never allocate */
+#define JOURNAL_PENDING_MAX (64u * 1024 * 1024) /* bytes unwritten before SUBMIT is refused */
+#define HELD_MAX (16u * 1024 * 1024) /* bytes of held replies before rejections skip the queue */
+#define JOURNAL_RETRY_MS 100         /* msecs between write retries while the disk fails */
 
 struct broker {
     /* options */
@@ -61,6 +71,22 @@ struct broker {
     void *raw;
     broker_events_t *events;
     broker_journal_t *journal;
+    broker_journal_recovery_t recovery; /* what recovery found at start */
+    size_t recovered_tasks;
+    uint64_t max_queue_length; /* 0 = no limit */
+    uint64_t max_queued_bytes; /* 0 = no limit */
+    uint64_t queued_bytes;     /* message + record bytes of every task held */
+
+    /* SUBMIT replies waiting for durability, oldest first: records of
+     * {lsn u64, cmd u8, identity size u8, body size u32, identity, body} */
+    broker_jbuf_t held;
+    size_t held_head; /* bytes of held already sent */
+    size_t held_count;
+
+    /* recovery only */
+    broker_task_list_t replay_inflight; /* tasks the journal says were at workers */
+    double replay_wall;                 /* unix seconds when replay began */
+    size_t replay_missing;              /* records naming tasks not found */
 
     zhashx_t *tasks;             /* id (the record's own string) -> task; owns tasks */
     zhashx_t *queues;            /* name -> queue; owns queues */
@@ -194,6 +220,9 @@ static void protocol_error(broker_t *self, const void *identity, size_t size, co
         self->stats.messages_out++;
 }
 
+static void submit_reply(broker_t *self, const void *identity, size_t isize, int cmd,
+                         const void *body, size_t body_size);
+
 /* Answers a SUBMIT with REJECTED. id may be NULL. Malformed ones count as
  * protocol errors too. */
 static void reject(broker_t *self, const void *identity, size_t size, const char *id,
@@ -205,8 +234,18 @@ static void reject(broker_t *self, const void *identity, size_t size, const char
     } else if (peer_log_allowed(self)) {
         zt_info("task %s rejected: %s: %s", id ? id : "?", code, reason);
     }
-    if (zt_proto_send_rejected(self->raw, identity, size, id, code, reason) == 0)
-        self->stats.messages_out++;
+    /* through the held FIFO: replies keep the order of the SUBMITs; but a
+     * flood while the disk fails must not grow it without bound, so past
+     * HELD_MAX rejections go out at once (order is then best effort) */
+    pack_reset(self);
+    msgpack_pack_map(&self->pk, 3);
+    zt_pack_kv_cstr(&self->pk, "id", id);
+    zt_pack_kv_cstr(&self->pk, "code", code);
+    zt_pack_kv_cstr(&self->pk, "reason", reason);
+    if (self->held.size - self->held_head > HELD_MAX)
+        send_raw(self, identity, size, ZT_CMD_REJECTED, self->out.data, self->out.size, NULL, 0);
+    else
+        submit_reply(self, identity, size, ZT_CMD_REJECTED, self->out.data, self->out.size);
 }
 
 /* ---- events --------------------------------------------------------------- */
@@ -229,6 +268,138 @@ static void event_worker_offline(broker_t *self, broker_worker_t *w, const char 
     zt_pack_kv_cstr(pk, "worker", broker_worker_name(w));
     zt_pack_kv_cstr(pk, "reason", reason);
     broker_events_send(self->events);
+}
+
+/* ---- journal records (docs/DURABILITY.md) ----------------------------------- */
+
+/* Fills the ADD record of a task as it is now. due: unix seconds, 0 = ready. */
+static void add_record(broker_jrec_t *rec, const broker_task_t *t, double due, uint8_t flags) {
+    const char *queue = broker_queue_name(broker_task_queue(t));
+    size_t body_size;
+    memset(rec, 0, sizeof *rec);
+    rec->type = BROKER_JREC_ADD;
+    rec->flags = flags | (broker_task_redelivered(t) ? BROKER_JREC_F_REDELIVERED : 0);
+    rec->revoked = (uint8_t)broker_task_revoked(t);
+    rec->priority = (uint8_t)broker_task_priority(t);
+    rec->retries = broker_task_retries(t);
+    rec->expires = broker_task_expires(t);
+    rec->due = due;
+    rec->id = broker_task_id(t);
+    rec->id_len = broker_task_id_len(t);
+    rec->name = broker_task_name(t);
+    rec->name_len = strlen(rec->name);
+    rec->queue = queue;
+    rec->queue_len = strlen(queue);
+    rec->body = broker_task_body(t, &body_size);
+    rec->body_size = body_size;
+}
+
+static void j_add(broker_t *self, const broker_task_t *t, double due) {
+    broker_jrec_t rec;
+    add_record(&rec, t, due, 0);
+    broker_journal_append(self->journal, &rec);
+}
+
+/* DISPATCH, READY, DONE: records that carry only the id. */
+static void j_id(broker_t *self, broker_jrec_type_t type, const broker_task_t *t) {
+    broker_jrec_t rec = {.type = type, .id = broker_task_id(t), .id_len = broker_task_id_len(t)};
+    broker_journal_append(self->journal, &rec);
+}
+
+static void j_requeue(broker_t *self, const broker_task_t *t) {
+    broker_jrec_t rec = {.type = BROKER_JREC_REQUEUE,
+                         .flags = broker_task_redelivered(t) ? BROKER_JREC_F_REDELIVERED : 0,
+                         .id = broker_task_id(t),
+                         .id_len = broker_task_id_len(t)};
+    broker_journal_append(self->journal, &rec);
+}
+
+static void j_retry(broker_t *self, const broker_task_t *t, double due) {
+    broker_jrec_t rec = {.type = BROKER_JREC_RETRY,
+                         .retries = broker_task_retries(t),
+                         .due = due,
+                         .id = broker_task_id(t),
+                         .id_len = broker_task_id_len(t)};
+    broker_journal_append(self->journal, &rec);
+}
+
+static void j_revoke(broker_t *self, const broker_task_t *t) {
+    broker_jrec_t rec = {.type = BROKER_JREC_REVOKE,
+                         .revoked = (uint8_t)broker_task_revoked(t),
+                         .id = broker_task_id(t),
+                         .id_len = broker_task_id_len(t)};
+    broker_journal_append(self->journal, &rec);
+}
+
+/* queue NULL: every queue */
+static void j_purge(broker_t *self, const char *queue) {
+    broker_jrec_t rec = {.type = BROKER_JREC_PURGE,
+                         .queue = queue ? queue : "",
+                         .queue_len = queue ? strlen(queue) : 0};
+    broker_journal_append(self->journal, &rec);
+}
+
+static void j_revoked_id(broker_t *self, const char *id) {
+    broker_jrec_t rec = {.type = BROKER_JREC_REVOKED_ID, .id = id, .id_len = strlen(id)};
+    broker_journal_append(self->journal, &rec);
+}
+
+/* Unix seconds of a timer heap due time (monotonic usecs), never 0. */
+static double due_wall(const broker_t *self, int64_t due) {
+    double w = broker_due_to_wall(self, due);
+    return w > 1 ? w : 1;
+}
+
+/* ---- replies that wait for durability ---------------------------------------- */
+
+#define HELD_HEADER 14 /* lsn u64, cmd u8, identity size u8, body size u32 */
+
+/* Sends a SUBMIT reply now if nothing before it waits, else queues it until
+ * the journal has made everything appended so far durable. */
+static void submit_reply(broker_t *self, const void *identity, size_t isize, int cmd,
+                         const void *body, size_t body_size) {
+    uint64_t lsn = broker_journal_appended(self->journal);
+    if (self->held_count == 0 && lsn <= broker_journal_durable(self->journal)) {
+        send_raw(self, identity, isize, cmd, body, body_size, NULL, 0);
+        return;
+    }
+    size_t need = HELD_HEADER + isize + body_size;
+    if (self->held_head > 0 && self->held.size + need > self->held.capacity) {
+        /* reclaim what was sent before growing */
+        memmove(self->held.data, self->held.data + self->held_head,
+                self->held.size - self->held_head);
+        self->held.size -= self->held_head;
+        self->held_head = 0;
+    }
+    unsigned char *p = broker_jbuf_append(&self->held, need);
+    uint32_t bs = (uint32_t)body_size;
+    memcpy(p, &lsn, 8);
+    p[8] = (unsigned char)cmd;
+    p[9] = (unsigned char)isize;
+    memcpy(p + 10, &bs, 4);
+    memcpy(p + HELD_HEADER, identity, isize);
+    memcpy(p + HELD_HEADER + isize, body, body_size);
+    self->held_count++;
+}
+
+/* Sends every held reply whose records are durable now, in order. */
+static void release_replies(broker_t *self) {
+    uint64_t durable = broker_journal_durable(self->journal);
+    while (self->held_head < self->held.size) {
+        const unsigned char *p = self->held.data + self->held_head;
+        uint64_t lsn;
+        uint32_t bs;
+        memcpy(&lsn, p, 8);
+        if (lsn > durable)
+            break;
+        memcpy(&bs, p + 10, 4);
+        size_t isize = p[9];
+        send_raw(self, p + HELD_HEADER, isize, p[8], p + HELD_HEADER + isize, bs, NULL, 0);
+        self->held_head += HELD_HEADER + isize + bs;
+        self->held_count--;
+    }
+    if (self->held_head == self->held.size)
+        self->held_head = self->held.size = 0;
 }
 
 /* ---- queues and task life cycle ------------------------------------------- */
@@ -269,7 +440,8 @@ static broker_task_t *find_task(broker_t *self, const char *id, size_t len) {
 
 /* Forgets a finished task: out of the hash, which frees the record. */
 static void forget_task(broker_t *self, broker_task_t *t) {
-    broker_journal_task_removed(self->journal, t);
+    j_id(self, BROKER_JREC_DONE, t);
+    self->queued_bytes -= broker_task_size(t);
     zhashx_delete(self->tasks, broker_task_id(t));
 }
 
@@ -290,7 +462,7 @@ static void tombstone(broker_t *self, broker_task_t *t, broker_revoked_t reason)
     else
         self->stats.revoked++;
     event_task_revoked(self, t, broker_revoked_name(reason));
-    broker_journal_task_updated(self->journal, t);
+    j_revoke(self, t);
     broker_queue_push(broker_task_queue(t), t, self->now);
     self->dispatch_dirty = true;
 }
@@ -318,6 +490,7 @@ static void release_timers(broker_t *self) {
     broker_task_t *t;
     while ((t = broker_timer_heap_pop_due(self->timers, self->now))) {
         broker_queue_add_scheduled(broker_task_queue(t), -1);
+        j_id(self, BROKER_JREC_READY, t);
         make_ready(self, t, 0);
     }
 }
@@ -336,6 +509,7 @@ static void requeue_in_flight(broker_t *self, broker_worker_t *w, bool started_o
             broker_task_set_redelivered(t, true);
             self->stats.redelivered++;
         }
+        j_requeue(self, t);
         broker_queue_push_head(broker_task_queue(t), t, self->now);
         zt_info("task %s %s requeued from %s%s", broker_task_id(t), broker_task_name(t),
                 broker_worker_name(w), broker_task_redelivered(t) ? " (redelivered)" : "");
@@ -407,10 +581,11 @@ static void dispatch(broker_t *self) {
                 broker_task_set_revoked(t, BROKER_REVOKED_EXPIRED);
                 self->stats.expired++;
                 event_task_revoked(self, t, "expired");
-                broker_journal_task_updated(self->journal, t);
+                j_revoke(self, t);
             }
         }
         broker_worker_assign(w, t, self->now);
+        j_id(self, BROKER_JREC_DISPATCH, t);
         send_dispatch(self, w, t);
         self->stats.dispatched++;
         if (zt_log_enabled(ZT_LOG_DEBUG))
@@ -462,16 +637,29 @@ static void handle_submit(broker_t *self, const void *identity, size_t isize, co
         return;
     }
 
-    broker_task_t *t = broker_task_new(body, body_size, &msg);
-    broker_task_set_queue(t, queue);
-    zhashx_insert(self->tasks, broker_task_id(t), t);
-    broker_journal_task_added(self->journal, t);
-    self->stats.accepted++;
-
-    pack_reset(self);
-    msgpack_pack_map(&self->pk, 1);
-    zt_pack_kv_cstr(&self->pk, "id", id);
-    send_packed(self, identity, isize, ZT_CMD_ACCEPTED);
+    /* bounded resources: refuse rather than grow without limit */
+    if (self->max_queue_length &&
+        broker_queue_size(queue) + broker_queue_scheduled(queue) >= self->max_queue_length) {
+        snprintf(reason, sizeof reason, "queue '%s' holds %llu tasks (limit %llu)",
+                 broker_queue_name(queue),
+                 (unsigned long long)(broker_queue_size(queue) + broker_queue_scheduled(queue)),
+                 (unsigned long long)self->max_queue_length);
+        reject(self, identity, isize, id, ZT_WIRE_QUEUE_FULL, reason, false);
+        return;
+    }
+    if (self->max_queued_bytes &&
+        self->queued_bytes + body_size + sizeof(void *) * 16 > self->max_queued_bytes) {
+        snprintf(reason, sizeof reason, "the broker holds %llu bytes of tasks (limit %llu)",
+                 (unsigned long long)self->queued_bytes,
+                 (unsigned long long)self->max_queued_bytes);
+        reject(self, identity, isize, id, ZT_WIRE_QUEUE_FULL, reason, false);
+        return;
+    }
+    if (broker_journal_pending(self->journal) > JOURNAL_PENDING_MAX) {
+        reject(self, identity, isize, id, ZT_WIRE_QUEUE_FULL,
+               "the journal cannot be written (see the broker's log)", false);
+        return;
+    }
 
     /* When does it run? eta wins over countdown (PROTOCOL.md §7). */
     double delay = -1; /* seconds from now; < 0: no delay */
@@ -482,6 +670,19 @@ static void handle_submit(broker_t *self, const void *identity, size_t isize, co
         delay = msg.eta - wall;
     else if (msg.countdown >= 0)
         delay = msg.countdown;
+
+    broker_task_t *t = broker_task_new(body, body_size, &msg);
+    broker_task_set_queue(t, queue);
+    zhashx_insert(self->tasks, broker_task_id(t), t);
+    self->queued_bytes += broker_task_size(t);
+    j_add(self, t, delay > 0 ? wall + delay : 0);
+    self->stats.accepted++;
+
+    /* goes out once the ADD record is durable (PROTOCOL.md §5.1) */
+    pack_reset(self);
+    msgpack_pack_map(&self->pk, 1);
+    zt_pack_kv_cstr(&self->pk, "id", id);
+    submit_reply(self, identity, isize, ZT_CMD_ACCEPTED, self->out.data, self->out.size);
 
     msgpack_packer *pk = broker_events_begin(self->events, "task-received", 7);
     if (pk) {
@@ -948,6 +1149,7 @@ static void handle_done(broker_t *self, broker_worker_t *w, const void *identity
         /* revoked while it ran, and the worker did not record it: send it
          * back as a tombstone so REVOKED reaches the backend */
         broker_task_set_started(t, 0);
+        j_id(self, BROKER_JREC_READY, t);
         broker_queue_push(broker_task_queue(t), t, self->now);
         self->dispatch_dirty = true;
         return;
@@ -1021,13 +1223,13 @@ static void handle_done(broker_t *self, broker_worker_t *w, const void *identity
         }
         zt_info("task %s %s retry %u in %.3fs", broker_task_id(t), broker_task_name(t), retries,
                 countdown);
+        j_retry(self, t, countdown > 0 ? zt_clock_wall() + countdown : 0);
         if (countdown > 0) {
             int64_t now = zt_clock_mono_us();
             schedule_task(self, t, now + (int64_t)ceil(countdown * 1e6));
         } else {
             make_ready(self, t, 0);
         }
-        broker_journal_task_updated(self->journal, t);
         break;
     }
     }
@@ -1065,6 +1267,7 @@ static void handle_release(broker_t *self, broker_worker_t *w, const void *ident
             broker_task_set_redelivered(t, true);
             self->stats.redelivered++;
         }
+        j_requeue(self, t);
         broker_queue_push_head(broker_task_queue(t), t, self->now);
         released++;
     }
@@ -1284,22 +1487,43 @@ static long poll_timeout(broker_t *self) {
     int64_t bcast = broker_broadcasts_wait(self->broadcasts, self->now);
     if (bcast >= 0 && bcast < wait)
         wait = bcast;
+    /* the disk failed: try again soon (replies wait for it) */
+    if (broker_journal_pending(self->journal) && wait > JOURNAL_RETRY_MS * 1000)
+        wait = JOURNAL_RETRY_MS * 1000;
     if (wait <= 0)
         return 0;
     int64_t ms = (wait + 999) / 1000; /* round up: never wake before due */
     return ms > POLL_MAX_MS ? POLL_MAX_MS : (long)ms;
 }
 
+static int snapshot_state(void *arg, broker_journal_t *journal);
+
+/* End of a loop turn: write this turn's records, send the replies they
+ * made durable, and start a compaction when the journal grew enough (the
+ * state equals the journal right after a commit). */
+static void commit(broker_t *self) {
+    broker_journal_commit(self->journal); /* failures are logged there; retried */
+    if (self->held_count)
+        release_replies(self);
+    if (broker_journal_compaction_due(self->journal) &&
+        broker_journal_compact(self->journal, snapshot_state, self) == 0)
+        release_replies(self); /* compaction synced everything */
+    broker_journal_poll(self->journal);
+}
+
 int broker_run(broker_t *self) {
-    zmq_pollitem_t items[2] = {{self->raw, 0, ZMQ_POLLIN, 0},
-                               {broker_events_socket(self->events), 0, ZMQ_POLLIN, 0}};
+    int sync_fd = broker_journal_sync_fd(self->journal);
+    zmq_pollitem_t items[3] = {{self->raw, 0, ZMQ_POLLIN, 0},
+                               {broker_events_socket(self->events), 0, ZMQ_POLLIN, 0},
+                               {NULL, sync_fd, ZMQ_POLLIN, 0}};
+    int nitems = sync_fd >= 0 ? 3 : 2;
     self->stop = 0;
     self->now = zt_clock_mono_us();
     self->next_housekeeping = self->now + self->heartbeat_us;
     while (!stopping(self)) {
         self->now = zt_clock_mono_us();
         long timeout = poll_timeout(self);
-        int rc = zmq_poll(items, 2, timeout);
+        int rc = zmq_poll(items, nitems, timeout);
         if (rc < 0) {
             if (zmq_errno() == EINTR)
                 continue;
@@ -1313,16 +1537,24 @@ int broker_run(broker_t *self) {
             drain(self);
         if (items[1].revents & ZMQ_POLLIN)
             broker_events_handle_input(self->events);
+        if (nitems == 3 && (items[2].revents & ZMQ_POLLIN)) {
+            broker_journal_on_synced(self->journal);
+            release_replies(self);
+        }
         release_timers(self);
-        if (broker_journal_commit(self->journal) != 0)
-            zt_error("journal commit failed"); /* issue 4 decides the policy */
         dispatch(self);
         if (self->now >= self->next_housekeeping)
             housekeeping(self);
         if (broker_broadcasts_size(self->broadcasts))
             finish_broadcasts(self);
+        commit(self);
     }
     zt_info("stopping");
+    /* what clients were promised goes to disk before we go */
+    if (broker_journal_sync_now(self->journal) == 0)
+        release_replies(self);
+    else if (self->held_count)
+        zt_error("%zu replies not sent: their tasks may not be durable", self->held_count);
     return 0;
 }
 
@@ -1332,6 +1564,212 @@ void broker_stop(broker_t *self) {
 
 /* ---- construction ---------------------------------------------------------------------- */
 
+/* ---- recovery: replaying the journal ------------------------------------------------- */
+
+static void remember_revoked(broker_t *self, const char *id);
+
+/* Takes a task out of wherever replay put it (heap, queue list, or the
+ * replay in-flight list), so any record can move it anywhere. */
+static void replay_detach(broker_t *self, broker_task_t *t) {
+    if (broker_task_heap_index(t) != BROKER_TASK_NO_HEAP) {
+        broker_timer_heap_remove(self->timers, broker_task_heap_index(t));
+        broker_queue_add_scheduled(broker_task_queue(t), -1);
+    } else if (broker_task_list_of(t) == &self->replay_inflight) {
+        broker_task_list_remove(t);
+    } else if (broker_task_list_of(t)) {
+        broker_queue_remove(broker_task_queue(t), t);
+    }
+}
+
+/* Puts a detached task on the heap (due: unix seconds > 0) or at the tail
+ * of its queue (tombstones to the tombstone list). */
+static void replay_place(broker_t *self, broker_task_t *t, double due) {
+    if (due > 0 && broker_task_revoked(t) == BROKER_REVOKED_NONE) {
+        double delay = due - self->replay_wall;
+        int64_t at = self->now + (delay > 0 ? (int64_t)ceil(delay * 1e6) : 0);
+        schedule_task(self, t, at);
+    } else {
+        broker_queue_push(broker_task_queue(t), t, self->now);
+    }
+}
+
+static void replay_add(broker_t *self, const broker_jrec_t *rec) {
+    if (find_task(self, rec->id, rec->id_len)) {
+        zt_warn("journal: task %.*s added twice; the first record wins", (int)rec->id_len, rec->id);
+        return;
+    }
+    broker_queue_t *q = get_queue(self, rec->queue, rec->queue_len, true);
+    if (!q) {
+        zt_error("journal: task %.*s dropped: more than %d queues", (int)rec->id_len, rec->id,
+                 QUEUES_MAX);
+        return;
+    }
+    zt_taskmsg_t msg;
+    memset(&msg, 0, sizeof msg);
+    msg.id = rec->id;
+    msg.id_len = rec->id_len;
+    msg.task = rec->name;
+    msg.task_len = rec->name_len;
+    msg.priority = rec->priority;
+    msg.expires = rec->expires;
+    broker_task_t *t = broker_task_new(rec->body, rec->body_size, &msg);
+    broker_task_set_queue(t, q);
+    broker_task_set_retries(t, rec->retries);
+    broker_task_set_redelivered(t, (rec->flags & BROKER_JREC_F_REDELIVERED) != 0);
+    broker_task_set_revoked(t, (broker_revoked_t)rec->revoked);
+    zhashx_insert(self->tasks, broker_task_id(t), t);
+    self->queued_bytes += broker_task_size(t);
+    if (rec->flags & BROKER_JREC_F_IN_FLIGHT) {
+        broker_task_list_push_tail(&self->replay_inflight, t, self->now);
+        broker_task_set_state(t, BROKER_TASK_RESERVED);
+    } else {
+        replay_place(self, t, rec->due);
+    }
+}
+
+/* Applies one journal record to the state (broker_journal_apply_fn). */
+static void replay_apply(void *arg, const broker_jrec_t *rec) {
+    broker_t *self = arg;
+    if (rec->type == BROKER_JREC_ADD) {
+        replay_add(self, rec);
+        return;
+    }
+    if (rec->type == BROKER_JREC_PURGE) {
+        if (rec->queue_len) {
+            broker_queue_t *q = get_queue(self, rec->queue, rec->queue_len, false);
+            if (q)
+                broker_queue_purge(q, NULL, NULL);
+        } else {
+            for (broker_queue_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues))
+                broker_queue_purge(q, NULL, NULL);
+        }
+        return;
+    }
+    if (rec->type == BROKER_JREC_REVOKED_ID) {
+        char id[ZT_ID_MAX + 1];
+        cstr(id, sizeof id, rec->id, rec->id_len);
+        remember_revoked(self, id);
+        return;
+    }
+    broker_task_t *t = find_task(self, rec->id, rec->id_len);
+    if (!t) {
+        /* its ADD was in a damaged region, or it finished already */
+        self->replay_missing++;
+        return;
+    }
+    switch (rec->type) {
+    case BROKER_JREC_DISPATCH:
+        replay_detach(self, t);
+        broker_task_list_push_tail(&self->replay_inflight, t, self->now);
+        broker_task_set_state(t, BROKER_TASK_RESERVED);
+        break;
+    case BROKER_JREC_REQUEUE:
+        replay_detach(self, t);
+        broker_task_set_redelivered(t, (rec->flags & BROKER_JREC_F_REDELIVERED) != 0);
+        broker_queue_push_head(broker_task_queue(t), t, self->now);
+        break;
+    case BROKER_JREC_READY:
+        replay_detach(self, t);
+        broker_queue_push(broker_task_queue(t), t, self->now);
+        break;
+    case BROKER_JREC_RETRY:
+        replay_detach(self, t);
+        broker_task_set_retries(t, rec->retries);
+        broker_task_set_redelivered(t, false);
+        replay_place(self, t, rec->due);
+        break;
+    case BROKER_JREC_REVOKE:
+        if (broker_task_revoked(t) != BROKER_REVOKED_NONE)
+            break;
+        broker_task_set_revoked(t, (broker_revoked_t)rec->revoked);
+        if (broker_task_list_of(t) != &self->replay_inflight) {
+            replay_detach(self, t); /* a queued or scheduled task becomes a tombstone */
+            broker_queue_push(broker_task_queue(t), t, self->now);
+        }
+        break;
+    case BROKER_JREC_DONE:
+        replay_detach(self, t);
+        self->queued_bytes -= broker_task_size(t);
+        zhashx_delete(self->tasks, broker_task_id(t));
+        break;
+    default:
+        break;
+    }
+}
+
+/* Replays the journal, then requeues what was at workers when the broker
+ * stopped: at the head of its queue, in dispatch order, flagged redelivered
+ * (it may have run: at-least-once). */
+static int recover(broker_t *self) {
+    self->now = zt_clock_mono_us();
+    self->replay_wall = zt_clock_wall();
+    int rc = broker_journal_recover(self->journal, replay_apply, self, &self->recovery);
+    size_t requeued = 0;
+    broker_task_t *t;
+    while ((t = self->replay_inflight.tail)) {
+        broker_task_list_remove(t);
+        broker_task_set_redelivered(t, true);
+        broker_queue_push_head(broker_task_queue(t), t, self->now);
+        self->stats.redelivered++;
+        requeued++;
+    }
+    self->recovered_tasks = zhashx_size(self->tasks);
+    const broker_journal_recovery_t *r = &self->recovery;
+    if (r->files)
+        zt_info("recovered %zu tasks (%zu scheduled, %zu were in flight: requeued as "
+                "redelivered; %zu revoked ids) from %zu files, %zu records, %llu bytes in %.3f s%s",
+                self->recovered_tasks, broker_timer_heap_size(self->timers), requeued,
+                zhashx_size(self->revoked_ids), r->files, r->records, (unsigned long long)r->bytes,
+                r->seconds,
+                r->corrupt || r->torn || r->bad_files ? " (damage reported above)" : "");
+    if (self->replay_missing)
+        zt_info("journal: %zu records named tasks it does not hold (lost to damage): ignored",
+                self->replay_missing);
+    zt_info("journal in %s, fsync %s, generation %llu", self->data_dir,
+            broker_fsync_name(broker_journal_policy(self->journal)),
+            (unsigned long long)r->generation);
+    self->dispatch_dirty = true;
+    return rc;
+}
+
+/* ---- compaction: the snapshot, written by the forked child ----------------------------- */
+
+static void snap_task(broker_journal_t *journal, const broker_task_t *t, double due,
+                      uint8_t flags) {
+    broker_jrec_t rec;
+    add_record(&rec, t, due, flags);
+    broker_journal_snapshot_put(journal, &rec);
+}
+
+/* broker_journal_snapshot_fn: the whole state as records whose replay
+ * rebuilds it, list order included. Runs in the child on its copy of the
+ * memory: it may read anything and must change nothing shared. */
+static int snapshot_state(void *arg, broker_journal_t *journal) {
+    broker_t *self = arg;
+    for (broker_queue_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues))
+        for (broker_task_t *t = broker_queue_first(q); t; t = broker_queue_next(q, t))
+            snap_task(journal, t, 0, 0);
+    size_t n = broker_timer_heap_size(self->timers);
+    for (size_t i = 0; i < n; i++) {
+        int64_t due;
+        broker_task_t *t = broker_timer_heap_at(self->timers, i, &due);
+        snap_task(journal, t, due_wall(self, due), 0);
+    }
+    for (size_t i = 0; i < broker_workers_size(self->workers); i++) {
+        broker_task_list_t *l = broker_worker_in_flight(broker_workers_at(self->workers, i));
+        for (broker_task_t *t = l->head; t; t = broker_task_next(t))
+            snap_task(journal, t, 0, BROKER_JREC_F_IN_FLIGHT);
+    }
+    for (size_t i = 0; i < REVOKED_IDS_MAX; i++) {
+        const char *id = self->revoked_ring[(self->revoked_next + i) % REVOKED_IDS_MAX];
+        if (id) {
+            broker_jrec_t rec = {.type = BROKER_JREC_REVOKED_ID, .id = id, .id_len = strlen(id)};
+            broker_journal_snapshot_put(journal, &rec);
+        }
+    }
+    return 0;
+}
+
 void broker_options_defaults(broker_options_t *opts) {
     memset(opts, 0, sizeof *opts);
     opts->bind = "tcp://*:5555";
@@ -1340,6 +1778,11 @@ void broker_options_defaults(broker_options_t *opts) {
     opts->heartbeat_ms = 1000;
     opts->liveness = 3;
     opts->max_message_bytes = ZT_PROTO_MAX_MESSAGE_DEFAULT;
+    opts->fsync = BROKER_FSYNC_BATCH;
+    opts->fsync_interval_ms = BROKER_JOURNAL_BATCH_MS_DEFAULT;
+    opts->compact_bytes = BROKER_JOURNAL_COMPACT_BYTES_DEFAULT;
+    opts->max_queue_length = 0;
+    opts->max_queued_bytes = BROKER_MAX_QUEUED_BYTES_DEFAULT;
 }
 
 /* Binds sock and stores the resolved endpoint in buf. */
@@ -1359,7 +1802,9 @@ broker_t *broker_new(const broker_options_t *opts, int *err) {
     if (!opts || !opts->bind || !*opts->bind || !opts->events_bind || !*opts->events_bind ||
         !opts->data_dir || !*opts->data_dir || opts->heartbeat_ms < 1 || opts->liveness < 1 ||
         opts->heartbeat_ms > 3600000 || opts->liveness > 1000 || opts->max_message_bytes < 1024 ||
-        opts->max_message_bytes > (int64_t)1 << 30) {
+        opts->max_message_bytes > (int64_t)1 << 30 || opts->fsync_interval_ms < 0 ||
+        opts->fsync_interval_ms > 10000 || opts->compact_bytes < 0 || opts->max_queue_length < 0 ||
+        opts->max_queued_bytes < 0) {
         zt_error("invalid broker options");
         if (err)
             *err = rc;
@@ -1372,6 +1817,8 @@ broker_t *broker_new(const broker_options_t *opts, int *err) {
     self->heartbeat_us = opts->heartbeat_ms * 1000;
     self->liveness = opts->liveness;
     self->max_message_bytes = (size_t)opts->max_message_bytes;
+    self->max_queue_length = (uint64_t)opts->max_queue_length;
+    self->max_queued_bytes = (uint64_t)opts->max_queued_bytes;
     self->stop_flag = opts->stop_flag;
     self->start_us = zt_clock_mono_us();
     self->now = self->start_us;
@@ -1401,8 +1848,18 @@ broker_t *broker_new(const broker_options_t *opts, int *err) {
     get_queue(self, ZT_DEFAULT_QUEUE, strlen(ZT_DEFAULT_QUEUE), true);
 
     rc = ZT_ERR_IO;
-    self->journal = broker_journal_new(self->data_dir, NULL);
+    broker_journal_options_t jo;
+    broker_journal_options_defaults(&jo);
+    jo.dir = self->data_dir;
+    jo.fsync = opts->fsync;
+    jo.batch_ms = opts->fsync_interval_ms;
+    jo.compact_bytes = opts->compact_bytes;
+    jo.fault_file = opts->journal_fault_file;
+    self->journal = broker_journal_new(&jo, NULL);
     if (!self->journal)
+        goto fail;
+    /* before binding: no client sees a half-recovered broker */
+    if (recover(self) != 0)
         goto fail;
     self->router = zsock_new(ZMQ_ROUTER);
     if (!self->router)
@@ -1463,6 +1920,7 @@ void broker_destroy(broker_t **self_p) {
     msgpack_sbuffer_destroy(&self->out);
     msgpack_sbuffer_destroy(&self->reply);
     msgpack_zone_destroy(&self->zone);
+    broker_jbuf_free(&self->held);
     free(self->bind);
     free(self->events_bind);
     free(self->data_dir);
@@ -1496,6 +1954,18 @@ double broker_uptime(const broker_t *self) {
 
 size_t broker_task_count(const broker_t *self) {
     return zhashx_size(self->tasks);
+}
+
+uint64_t broker_queued_bytes(const broker_t *self) {
+    return self->queued_bytes;
+}
+
+void broker_journal_view(const broker_t *self, broker_journal_stats_t *stats,
+                         broker_journal_recovery_t *recovery) {
+    if (stats)
+        broker_journal_stats(self->journal, stats);
+    if (recovery)
+        *recovery = self->recovery;
 }
 
 broker_queue_t *broker_queue_lookup(broker_t *self, const char *name) {
@@ -1535,7 +2005,6 @@ static void on_purged(broker_task_t *t, void *arg) {
     broker_t *self = arg;
     self->stats.revoked++;
     event_task_revoked(self, t, "purged");
-    broker_journal_task_updated(self->journal, t);
 }
 
 size_t broker_purge(broker_t *self, const char *queue) {
@@ -1549,6 +2018,7 @@ size_t broker_purge(broker_t *self, const char *queue) {
             purged += broker_queue_purge(q, on_purged, self);
     }
     if (purged) {
+        j_purge(self, queue); /* one record: replay purges the same tasks */
         zt_info("purged %zu tasks from %s", purged, queue ? queue : "every queue");
         self->dispatch_dirty = true;
     }
@@ -1571,6 +2041,8 @@ static void remember_revoked(broker_t *self, const char *id) {
 const char *broker_revoke(broker_t *self, const char *id, bool terminate, const char *signal) {
     broker_task_t *t = zhashx_lookup(self->tasks, id);
     if (!t) {
+        if (!zhashx_lookup(self->revoked_ids, id))
+            j_revoked_id(self, id);
         remember_revoked(self, id);
         zt_info("revoke of unknown task %s: remembered", id);
         return "unknown";
@@ -1596,7 +2068,7 @@ const char *broker_revoke(broker_t *self, const char *id, bool terminate, const 
             broker_task_set_revoked(t, BROKER_REVOKED_REVOKED);
             self->stats.revoked++;
             event_task_revoked(self, t, terminate ? "terminated" : "revoked");
-            broker_journal_task_updated(self->journal, t);
+            j_revoke(self, t);
         }
         pack_reset(self);
         msgpack_pack_map(&self->pk, 3);

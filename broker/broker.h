@@ -21,6 +21,7 @@
 #include <czmq.h>
 #include <msgpack.h>
 
+#include "journal.h"
 #include "queue.h"
 #include "task.h"
 #include "timer_heap.h"
@@ -37,17 +38,27 @@ typedef struct {
     int64_t heartbeat_ms;      /* msecs between heartbeats */
     int64_t liveness;          /* heartbeats missed before a worker is dead */
     int64_t max_message_bytes; /* bytes, all frames; larger gets too-large */
+    broker_fsync_t fsync;      /* journal durability policy (journal.h) */
+    int64_t fsync_interval_ms; /* msecs between group commits under fsync batch */
+    int64_t compact_bytes;     /* journal bytes that start a compaction; 0 = never */
+    int64_t max_queue_length;  /* tasks waiting in one queue (ready + scheduled); 0 = no limit */
+    int64_t max_queued_bytes;  /* bytes of all tasks held (message + record); 0 = no limit */
+    const char *journal_fault_file; /* tests: journal writes fail while it exists; NULL = off */
     /* When not NULL, broker_run() returns soon after *stop_flag becomes
      * non-zero (main's signal flag). */
     const volatile sig_atomic_t *stop_flag;
 } broker_options_t;
 
+/* Default of max_queued_bytes: 1 GiB of tasks (messages and records). */
+#define BROKER_MAX_QUEUED_BYTES_DEFAULT (1LL << 30)
+
 /* Fills opts with the defaults of zmqbroker --help. */
 void broker_options_defaults(broker_options_t *opts);
 
-/* Creates the broker: the data directory, the sockets (bound), the state.
- * Returns the broker, or NULL with *err (ZT_ERR_INVALID bad options,
- * ZT_ERR_IO cannot bind or create the data directory); err may be NULL. */
+/* Creates the broker: opens the data directory and recovers the state the
+ * journal holds (docs/DURABILITY.md), then binds the sockets. Returns the
+ * broker, or NULL with *err (ZT_ERR_INVALID bad options, ZT_ERR_IO cannot
+ * bind, or cannot create or lock the data directory); err may be NULL. */
 broker_t *broker_new(const broker_options_t *opts, int *err);
 
 /* Runs the loop until the stop flag is set or broker_stop() is called.
@@ -94,6 +105,14 @@ double broker_uptime(const broker_t *self);
 
 /* Tasks held: queued (tombstones included), scheduled and in flight. */
 size_t broker_task_count(const broker_t *self);
+
+/* Bytes of the tasks held (message + record overhead), the figure the
+ * max_queued_bytes limit applies to. */
+uint64_t broker_queued_bytes(const broker_t *self);
+
+/* The journal's counters, and what recovery at start found. */
+void broker_journal_view(const broker_t *self, broker_journal_stats_t *stats,
+                         broker_journal_recovery_t *recovery);
 
 /* The queue named name, or NULL if it was never used. */
 broker_queue_t *broker_queue_lookup(broker_t *self, const char *name);

@@ -248,7 +248,10 @@ static int op_stats(ctx_t *c) {
     free(queues);
     for (size_t i = 0; i < broker_workers_size(ws); i++)
         in_flight += broker_worker_in_flight(broker_workers_at(ws, i))->count;
-    msgpack_pack_map(c->pk, 23);
+    broker_journal_stats_t js;
+    broker_journal_recovery_t jr;
+    broker_journal_view(c->broker, &js, &jr);
+    msgpack_pack_map(c->pk, 23 + 13);
     zt_pack_kv_uint(c->pk, "submitted", s->submitted);
     zt_pack_kv_uint(c->pk, "accepted", s->accepted);
     zt_pack_kv_uint(c->pk, "rejected", s->rejected);
@@ -272,6 +275,19 @@ static int op_stats(ctx_t *c) {
     zt_pack_kv_uint(c->pk, "in_flight", in_flight);
     zt_pack_kv_double(c->pk, "uptime", broker_uptime(c->broker));
     zt_pack_kv_cstr(c->pk, "broker", broker_name(c->broker));
+    zt_pack_kv_uint(c->pk, "queued_bytes", broker_queued_bytes(c->broker));
+    zt_pack_kv_cstr(c->pk, "fsync", js.fsync);
+    zt_pack_kv_uint(c->pk, "journal_generation", js.generation);
+    zt_pack_kv_uint(c->pk, "journal_bytes", js.journal_bytes);
+    zt_pack_kv_uint(c->pk, "snapshot_bytes", js.snapshot_bytes);
+    zt_pack_kv_uint(c->pk, "journal_records", js.records);
+    zt_pack_kv_uint(c->pk, "journal_syncs", js.syncs);
+    zt_pack_kv_uint(c->pk, "journal_write_errors", js.write_errors);
+    zt_pack_kv_uint(c->pk, "compactions", js.compactions);
+    zt_pack_kv_bool(c->pk, "compacting", js.compacting);
+    zt_pack_kv_double(c->pk, "compaction_pause_ms", js.last_fork_ms);
+    zt_pack_kv_double(c->pk, "recovery_seconds", jr.seconds);
+    zt_pack_kv_uint(c->pk, "recovery_corrupt", jr.corrupt + jr.torn + jr.bad_files);
     return 0;
 }
 

@@ -22,29 +22,44 @@ static void on_signal(int sig) {
 }
 
 static void usage(FILE *out, const zt_config_t *d) {
-    fprintf(out,
-            "Usage: zmqbroker [OPTIONS]\n"
-            "The task broker: named priority queues, delayed and retried tasks, credit-based\n"
-            "dispatch to workers, events stream (ZTP/1, docs/PROTOCOL.md).\n"
-            "\n"
-            "Options (command line > environment > config file > defaults):\n"
-            "  --bind EP                ROUTER endpoint for clients and workers (default %s)\n"
-            "  --events-bind EP         events PUB endpoint (default %s)\n"
-            "  --data-dir DIR           data directory, reserved for the journal (default %s)\n"
-            "  --heartbeat-ms N         msecs between heartbeats (default %lld)\n"
-            "  --liveness N             heartbeats missed before a worker is dead (default %lld)\n"
-            "  --max-message-bytes N    largest message accepted, bytes (default %lld)\n"
-            "  --config FILE            INI settings file (keys below; default none)\n"
-            "  --loglevel L             debug, info, warning or error (default %s)\n"
-            "  --logfile F              log file (default standard error)\n"
-            "  --help                   this text\n"
-            "\n"
-            "Config file keys used: broker_bind, broker_events_bind, broker_data_dir,\n"
-            "broker_heartbeat_ms, broker_liveness, broker_max_message_bytes, loglevel, logfile.\n"
-            "\n",
-            d->broker_bind, d->broker_events_bind, d->broker_data_dir,
-            (long long)d->broker_heartbeat_ms, (long long)d->broker_liveness,
-            (long long)d->broker_max_message_bytes, d->loglevel);
+    fprintf(
+        out,
+        "Usage: zmqbroker [OPTIONS]\n"
+        "The task broker: named priority queues, delayed and retried tasks, credit-based\n"
+        "dispatch to workers, events stream (ZTP/1, docs/PROTOCOL.md).\n"
+        "\n"
+        "Options (command line > environment > config file > defaults):\n"
+        "  --bind EP                ROUTER endpoint for clients and workers (default %s)\n"
+        "  --events-bind EP         events PUB endpoint (default %s)\n"
+        "  --data-dir DIR           journal and snapshots, locked by one broker (default %s)\n"
+        "  --heartbeat-ms N         msecs between heartbeats (default %lld)\n"
+        "  --liveness N             heartbeats missed before a worker is dead (default %lld)\n"
+        "  --max-message-bytes N    largest message accepted, bytes (default %lld)\n"
+        "  --fsync MODE             journal durability: always, batch (group commit) or off\n"
+        "                           (default %s; docs/DURABILITY.md)\n"
+        "  --fsync-interval-ms N    batch: least msecs between two fsyncs (default %lld: the\n"
+        "                           next starts when the last ends)\n"
+        "  --journal-compact-bytes N  journal bytes that start a compaction into a\n"
+        "                           snapshot; 0 = never (default %lld)\n"
+        "  --max-queue-length N     tasks waiting in one queue (ready + scheduled) before\n"
+        "                           SUBMIT gets REJECTED queue-full; 0 = no limit (default %lld)\n"
+        "  --max-queued-bytes N     bytes of all tasks held before SUBMIT gets REJECTED\n"
+        "                           queue-full; 0 = no limit (default %lld)\n"
+        "  --config FILE            INI settings file (keys below; default none)\n"
+        "  --loglevel L             debug, info, warning or error (default %s)\n"
+        "  --logfile F              log file (default standard error)\n"
+        "  --help                   this text\n"
+        "\n"
+        "Config file keys used: broker_bind, broker_events_bind, broker_data_dir,\n"
+        "broker_heartbeat_ms, broker_liveness, broker_max_message_bytes, broker_fsync,\n"
+        "broker_fsync_interval_ms, broker_journal_compact_bytes, broker_max_queue_length,\n"
+        "broker_max_queued_bytes, loglevel, logfile.\n"
+        "\n",
+        d->broker_bind, d->broker_events_bind, d->broker_data_dir,
+        (long long)d->broker_heartbeat_ms, (long long)d->broker_liveness,
+        (long long)d->broker_max_message_bytes, d->broker_fsync,
+        (long long)d->broker_fsync_interval_ms, (long long)d->broker_journal_compact_bytes,
+        (long long)d->broker_max_queue_length, (long long)d->broker_max_queued_bytes, d->loglevel);
     zt_config_print_help(out);
 }
 
@@ -65,7 +80,12 @@ int main(int argc, char **argv) {
         OPT_CONFIG,
         OPT_LEVEL,
         OPT_LOGFILE,
-        OPT_HELP
+        OPT_HELP,
+        OPT_FSYNC,
+        OPT_FSYNC_MS,
+        OPT_COMPACT,
+        OPT_MAX_QLEN,
+        OPT_MAX_QBYTES
     };
     static const struct option longopts[] = {
         {"bind", required_argument, NULL, OPT_BIND},
@@ -78,6 +98,11 @@ int main(int argc, char **argv) {
         {"loglevel", required_argument, NULL, OPT_LEVEL},
         {"logfile", required_argument, NULL, OPT_LOGFILE},
         {"help", no_argument, NULL, OPT_HELP},
+        {"fsync", required_argument, NULL, OPT_FSYNC},
+        {"fsync-interval-ms", required_argument, NULL, OPT_FSYNC_MS},
+        {"journal-compact-bytes", required_argument, NULL, OPT_COMPACT},
+        {"max-queue-length", required_argument, NULL, OPT_MAX_QLEN},
+        {"max-queued-bytes", required_argument, NULL, OPT_MAX_QBYTES},
         {NULL, 0, NULL, 0}};
 
     /* --help first, so it works even with a broken config file */
@@ -124,6 +149,21 @@ int main(int argc, char **argv) {
             break;
         case OPT_CONFIG:
             break; /* read by zt_config_load() */
+        case OPT_FSYNC:
+            key = "broker_fsync";
+            break;
+        case OPT_FSYNC_MS:
+            key = "broker_fsync_interval_ms";
+            break;
+        case OPT_COMPACT:
+            key = "broker_journal_compact_bytes";
+            break;
+        case OPT_MAX_QLEN:
+            key = "broker_max_queue_length";
+            break;
+        case OPT_MAX_QBYTES:
+            key = "broker_max_queued_bytes";
+            break;
         default:
             fprintf(stderr, "zmqbroker: unknown option or missing value: %s\n", argv[optind - 1]);
             fprintf(stderr, "Try 'zmqbroker --help'.\n");
@@ -142,6 +182,13 @@ int main(int argc, char **argv) {
     zt_log_level_t level;
     if (zt_log_level_parse(config.loglevel, &level) != 0) {
         fprintf(stderr, "zmqbroker: bad log level '%s'\n", config.loglevel);
+        return 2;
+    }
+    broker_options_t opts;
+    broker_options_defaults(&opts);
+    if (broker_fsync_parse(config.broker_fsync, &opts.fsync) != 0) {
+        fprintf(stderr, "zmqbroker: fsync must be always, batch or off, not '%s'\n",
+                config.broker_fsync);
         return 2;
     }
     zt_log_setup("broker", level, config.logfile[0] ? config.logfile : NULL);
@@ -163,15 +210,19 @@ int main(int argc, char **argv) {
     sigaddset(&block, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &block, &old);
 
-    broker_options_t opts;
-    broker_options_defaults(&opts);
     opts.bind = config.broker_bind;
     opts.events_bind = config.broker_events_bind;
     opts.data_dir = config.broker_data_dir;
     opts.heartbeat_ms = config.broker_heartbeat_ms;
     opts.liveness = config.broker_liveness;
     opts.max_message_bytes = config.broker_max_message_bytes;
+    opts.fsync_interval_ms = config.broker_fsync_interval_ms;
+    opts.compact_bytes = config.broker_journal_compact_bytes;
+    opts.max_queue_length = config.broker_max_queue_length;
+    opts.max_queued_bytes = config.broker_max_queued_bytes;
     opts.stop_flag = &g_stop;
+    /* tests only: simulate a full disk (docs/DURABILITY.md) */
+    opts.journal_fault_file = getenv("ZT_JOURNAL_FAULT_FILE");
     int err = 0;
     broker_t *broker = broker_new(&opts, &err);
     pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -112,6 +112,10 @@ size_t broker_task_overhead(const broker_task_t *self) {
     return sizeof(broker_task_t) + self->id_len + 1u + self->name_len + 1u;
 }
 
+size_t broker_task_size(const broker_task_t *self) {
+    return broker_task_overhead(self) + self->body_size;
+}
+
 int broker_task_priority(const broker_task_t *self) {
     return self->priority;
 }

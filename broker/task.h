@@ -62,6 +62,10 @@ const void *broker_task_body(const broker_task_t *self, size_t *size);
 /* Bytes the record takes beyond the task message itself (for stats). */
 size_t broker_task_overhead(const broker_task_t *self);
 
+/* Bytes the record takes in all: the message plus the overhead (what the
+ * broker's max_queued_bytes limit counts). */
+size_t broker_task_size(const broker_task_t *self);
+
 /* Plain fields: the broker sets them as the task moves along. */
 int broker_task_priority(const broker_task_t *self);
 broker_queue_t *broker_task_queue(const broker_task_t *self);

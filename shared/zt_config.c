@@ -15,22 +15,27 @@ typedef struct {
     const char *key;
     kind_t kind;
     size_t offset;
-    size_t size;       /* for strings: buffer size */
-    const char *dflt;  /* default as text, parsed by the same code as the file */
-    int64_t min, max;  /* bounds for numbers */
+    size_t size;      /* for strings: buffer size */
+    const char *dflt; /* default as text, parsed by the same code as the file */
+    int64_t min, max; /* bounds for numbers */
     const char *help;
 } setting_t;
 
-#define STR(field, dflt, help)                                                               \
-    {#field, KIND_STR, offsetof(zt_config_t, field), sizeof(((zt_config_t *)0)->field), dflt, 0, 0, help}
-#define INT(field, dflt, lo, hi, help)                                                       \
-    {#field, KIND_INT, offsetof(zt_config_t, field), 0, dflt, lo, hi, help}
-#define SECS(field, dflt, lo, hi, help)                                                      \
-    {#field, KIND_SECONDS, offsetof(zt_config_t, field), 0, dflt, lo, hi, help}
+#define STR(field, dflt, help)                                                                     \
+    {                                                                                              \
+#field, KIND_STR, offsetof(zt_config_t, field), sizeof(((zt_config_t *)0)->field), dflt,   \
+            0, 0, help                                                                             \
+    }
+#define INT(field, dflt, lo, hi, help)                                                             \
+    { #field, KIND_INT, offsetof(zt_config_t, field), 0, dflt, lo, hi, help }
+#define SECS(field, dflt, lo, hi, help)                                                            \
+    { #field, KIND_SECONDS, offsetof(zt_config_t, field), 0, dflt, lo, hi, help }
 
 static const setting_t settings[] = {
-    STR(broker_url, "tcp://127.0.0.1:5555", "broker endpoint clients and workers connect to (env ZMQ_BROKER_URL)"),
-    STR(events_url, "tcp://127.0.0.1:5556", "broker events endpoint monitors subscribe to (env ZMQ_EVENTS_URL)"),
+    STR(broker_url, "tcp://127.0.0.1:5555",
+        "broker endpoint clients and workers connect to (env ZMQ_BROKER_URL)"),
+    STR(events_url, "tcp://127.0.0.1:5556",
+        "broker events endpoint monitors subscribe to (env ZMQ_EVENTS_URL)"),
     STR(result_backend, "redis://127.0.0.1:6379/1", "Redis result backend (env RESULT_BACKEND)"),
     STR(broker_bind, "tcp://*:5555", "endpoint the broker binds for clients and workers"),
     STR(broker_events_bind, "tcp://*:5556", "endpoint the broker binds for its events stream"),
@@ -38,15 +43,28 @@ static const setting_t settings[] = {
     INT(broker_heartbeat_ms, "1000", 10, 3600000, "msecs between heartbeats"),
     INT(broker_liveness, "3", 1, 1000, "heartbeats missed before a peer counts as dead"),
     INT(broker_max_message_bytes, "1048576", 1024, 1073741824, "largest message accepted, bytes"),
+    STR(broker_fsync, "batch", "journal durability: always, batch (group commit) or off"),
+    INT(broker_fsync_interval_ms, "0", 0, 10000,
+        "batch: least msecs between two fsyncs (0: back to back)"),
+    INT(broker_journal_compact_bytes, "67108864", 0, INT64_MAX,
+        "journal bytes that start a compaction (0: never)"),
+    INT(broker_max_queue_length, "0", 0, INT64_MAX,
+        "tasks waiting in one queue before SUBMIT is rejected (0: no limit)"),
+    INT(broker_max_queued_bytes, "1073741824", 0, INT64_MAX,
+        "bytes of all queued tasks before SUBMIT is rejected (0: no limit)"),
     SECS(task_time_limit, "600", 0, 31536000, "hard time limit of a task, seconds"),
     SECS(task_soft_time_limit, "540", 0, 31536000, "soft time limit of a task, seconds"),
     INT(task_max_retries, "3", 0, 1000000, "retries of a failing task"),
     SECS(task_default_retry_delay, "60", 0, 31536000, "base delay of the retry backoff, seconds"),
     INT(worker_concurrency, "0", 0, 4096, "child processes per worker (0: one per CPU)"),
     INT(worker_prefetch_multiplier, "4", 1, 10000, "tasks reserved per child"),
-    INT(worker_max_tasks_per_child, "1000", 0, 1000000000, "tasks before a child is replaced (0: never)"),
-    INT(worker_max_memory_per_child, "0", 0, 1073741824, "KiB of RSS before a child is replaced (0: no limit)"),
+    INT(worker_max_tasks_per_child, "1000", 0, 1000000000,
+        "tasks before a child is replaced (0: never)"),
+    INT(worker_max_memory_per_child, "0", 0, 1073741824,
+        "KiB of RSS before a child is replaced (0: no limit)"),
     INT(result_expires, "86400", 1, 315360000, "seconds a result is kept in Redis"),
+    INT(result_buffer_max, "10000", 1, 10000000,
+        "result writes a worker holds while Redis is unreachable"),
     STR(loglevel, "info", "debug, info, warning or error"),
     STR(logfile, "", "log file (empty: standard error)"),
 };
@@ -187,7 +205,8 @@ int zt_config_load(zt_config_t *config, int argc, char **argv, char *reason, siz
 }
 
 void zt_config_print_help(FILE *out) {
-    fprintf(out, "Settings (--config FILE, INI 'key = value'; command line > environment > file > defaults):\n");
+    fprintf(out, "Settings (--config FILE, INI 'key = value'; command line > environment > file > "
+                 "defaults):\n");
     for (size_t i = 0; i < N_SETTINGS; i++)
         fprintf(out, "  %-28s %-26s %s\n", settings[i].key,
                 *settings[i].dflt ? settings[i].dflt : "\"\"", settings[i].help);

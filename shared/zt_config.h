@@ -18,22 +18,28 @@ typedef struct {
     char events_url[ZT_URL_MAX];     /* where monitors subscribe */
     char result_backend[ZT_URL_MAX]; /* redis://host:port/db */
     /* Broker */
-    char broker_bind[ZT_URL_MAX];        /* ROUTER bind endpoint */
-    char broker_events_bind[ZT_URL_MAX]; /* PUB bind endpoint */
-    char broker_data_dir[ZT_URL_MAX];    /* journal directory */
-    int64_t broker_heartbeat_ms;         /* msecs between heartbeats */
-    int64_t broker_liveness;             /* missed heartbeats before a peer is dead */
-    int64_t broker_max_message_bytes;    /* bytes; larger messages get ERROR too-large */
+    char broker_bind[ZT_URL_MAX];         /* ROUTER bind endpoint */
+    char broker_events_bind[ZT_URL_MAX];  /* PUB bind endpoint */
+    char broker_data_dir[ZT_URL_MAX];     /* journal directory */
+    int64_t broker_heartbeat_ms;          /* msecs between heartbeats */
+    int64_t broker_liveness;              /* missed heartbeats before a peer is dead */
+    int64_t broker_max_message_bytes;     /* bytes; larger messages get ERROR too-large */
+    char broker_fsync[16];                /* always | batch | off */
+    int64_t broker_fsync_interval_ms;     /* batch: least msecs between two fsyncs */
+    int64_t broker_journal_compact_bytes; /* journal size that starts a compaction; 0 = never */
+    int64_t broker_max_queue_length;      /* per queue; 0 = no limit */
+    int64_t broker_max_queued_bytes;      /* all queues; 0 = no limit */
     /* Tasks and workers (Celery names) */
-    double task_time_limit;            /* seconds, hard limit */
-    double task_soft_time_limit;       /* seconds, soft limit */
-    int64_t task_max_retries;          /* retries allowed by default */
-    double task_default_retry_delay;   /* seconds, base of the backoff */
-    int64_t worker_concurrency;        /* pool size; 0 = number of CPUs */
-    int64_t worker_prefetch_multiplier;/* credit = concurrency x this */
-    int64_t worker_max_tasks_per_child;/* recycle a child after this many tasks */
+    double task_time_limit;              /* seconds, hard limit */
+    double task_soft_time_limit;         /* seconds, soft limit */
+    int64_t task_max_retries;            /* retries allowed by default */
+    double task_default_retry_delay;     /* seconds, base of the backoff */
+    int64_t worker_concurrency;          /* pool size; 0 = number of CPUs */
+    int64_t worker_prefetch_multiplier;  /* credit = concurrency x this */
+    int64_t worker_max_tasks_per_child;  /* recycle a child after this many tasks */
     int64_t worker_max_memory_per_child; /* KiB of RSS; 0 = unlimited */
-    int64_t result_expires;            /* seconds a result lives in Redis */
+    int64_t result_expires;              /* seconds a result lives in Redis */
+    int64_t result_buffer_max;           /* result writes held while Redis is away */
     /* Logging */
     char loglevel[16];
     char logfile[ZT_URL_MAX]; /* "" = stderr */
