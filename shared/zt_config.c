@@ -65,6 +65,30 @@ static const setting_t settings[] = {
     INT(result_expires, "86400", 1, 315360000, "seconds a result is kept in Redis"),
     INT(result_buffer_max, "10000", 1, 10000000,
         "result writes a worker holds while Redis is unreachable"),
+    /* Drive2 services (docs/DRIVE2.md); secrets never live here: zt_secret.h */
+    STR(drive2_data_dir, "./drive2-data",
+        "folder of the embedded defaults: objects, catalog.db (env DRIVE2_DATA_DIR)"),
+    STR(storage_url, "",
+        "object store: \"\" = DATA_DIR/objects, file:///DIR, or s3://BUCKET (env STORAGE_URL)"),
+    STR(s3_endpoint, "",
+        "S3 endpoint URL; \"\" = https://s3.REGION.amazonaws.com (env S3_ENDPOINT)"),
+    STR(s3_region, "us-east-1", "S3 region signed into requests (env S3_REGION)"),
+    STR(s3_access_key_id, "", "S3 access key id (env AWS_ACCESS_KEY_ID; the secret: env only)"),
+    STR(database_url, "",
+        "catalog: \"\" = sqlite DATA_DIR/catalog.db, sqlite:///PATH or postgresql://... (env "
+        "DATABASE_URL)"),
+    STR(analyzer, "auto",
+        "AI analysis: auto (gemini with GEMINI_API_KEY, else local), gemini, local"),
+    STR(gemini_base_url, "https://generativelanguage.googleapis.com",
+        "Gemini REST base URL (env GEMINI_BASE_URL)"),
+    STR(gemini_model, "gemini-1.5-flash", "Gemini model for generateContent"),
+    STR(gemini_embed_model, "text-embedding-004", "Gemini model for embedContent"),
+    STR(qdrant_url, "", "Qdrant REST URL; \"\" = vectors in the catalog (env QDRANT_URL)"),
+    STR(qdrant_collection, "drive2_files", "Qdrant collection"),
+    INT(extract_max_bytes, "1048576", 1024, 1073741824, "text kept from one file, bytes"),
+    INT(upload_max_bytes, "104857600", 1, INT64_MAX, "largest file drive2 upload accepts, bytes"),
+    SECS(processing_stuck_after, "3600", 1, 31536000,
+         "seconds in processing before cleanup_old_tasks fails a file"),
     STR(loglevel, "info", "debug, info, warning or error"),
     STR(logfile, "", "log file (empty: standard error)"),
 };
@@ -173,9 +197,12 @@ void zt_config_load_env(zt_config_t *config) {
     static const struct {
         const char *env;
         const char *key;
-    } map[] = {{"ZMQ_BROKER_URL", "broker_url"},
-               {"ZMQ_EVENTS_URL", "events_url"},
-               {"RESULT_BACKEND", "result_backend"}};
+    } map[] = {{"ZMQ_BROKER_URL", "broker_url"},     {"ZMQ_EVENTS_URL", "events_url"},
+               {"RESULT_BACKEND", "result_backend"}, {"DRIVE2_DATA_DIR", "drive2_data_dir"},
+               {"STORAGE_URL", "storage_url"},       {"S3_ENDPOINT", "s3_endpoint"},
+               {"S3_REGION", "s3_region"},           {"AWS_ACCESS_KEY_ID", "s3_access_key_id"},
+               {"DATABASE_URL", "database_url"},     {"GEMINI_BASE_URL", "gemini_base_url"},
+               {"QDRANT_URL", "qdrant_url"}};
     char reason[256];
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
         const char *v = getenv(map[i].env);

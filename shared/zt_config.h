@@ -40,6 +40,22 @@ typedef struct {
     int64_t worker_max_memory_per_child; /* KiB of RSS; 0 = unlimited */
     int64_t result_expires;              /* seconds a result lives in Redis */
     int64_t result_buffer_max;           /* result writes held while Redis is away */
+    /* Drive2 services (secrets come from zt_secret_get, never from here) */
+    char drive2_data_dir[ZT_URL_MAX];
+    char storage_url[ZT_URL_MAX];
+    char s3_endpoint[ZT_URL_MAX];
+    char s3_region[64];
+    char s3_access_key_id[128];
+    char database_url[ZT_URL_MAX];
+    char analyzer[16];
+    char gemini_base_url[ZT_URL_MAX];
+    char gemini_model[128];
+    char gemini_embed_model[128];
+    char qdrant_url[ZT_URL_MAX];
+    char qdrant_collection[128];
+    int64_t extract_max_bytes;
+    int64_t upload_max_bytes;
+    double processing_stuck_after; /* seconds */
     /* Logging */
     char loglevel[16];
     char logfile[ZT_URL_MAX]; /* "" = stderr */
@@ -57,7 +73,8 @@ int zt_config_set(zt_config_t *config, const char *key, const char *value, char 
  * ZT_ERR_INVALID with "FILE:LINE: reason" in reason. */
 int zt_config_load_file(zt_config_t *config, const char *path, char *reason, size_t reason_size);
 
-/* Applies ZMQ_BROKER_URL, ZMQ_EVENTS_URL and RESULT_BACKEND if set. */
+/* Applies the environment variables named in the settings table (ZMQ_BROKER_URL,
+ * RESULT_BACKEND, DATABASE_URL, ...) if set. */
 void zt_config_load_env(zt_config_t *config);
 
 /* The usual start-up sequence for a program: defaults, then the file named by
