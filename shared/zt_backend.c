@@ -6,8 +6,19 @@
  * for (zt_backend_flush). Until Redis confirms a batch its commands are kept,
  * so a lost connection puts them back at the head of the queue to be written
  * again (SETEX and PUBLISH are safe to repeat).
- * Invariant: entries in self->nonfinal are exactly the queued, unsent, not
- * dropped STARTED/PROGRESS entries, keyed by task id. */
+ * Invariant: entries in self->nonfinal are queued, unsent, not dropped
+ * STARTED/PROGRESS entries, keyed by task id (the newest of each task).
+ * Bound (zt_backend_set_limit): queued + in flight never exceeds the limit
+ * for longer than one zt_backend_queue_state call, except by entries in
+ * flight and the newest one; to make room the oldest queued entry that is
+ * not a result (STARTED, PROGRESS, RETRY: the "spare" list) is dropped, else
+ * the oldest queued result (SUCCESS, FAILURE, REVOKED), and the caller hears
+ * of every dropped entry it may be waiting for (RETRY and results).
+ * A result is never overwritten by STARTED, PROGRESS or RETRY: those are
+ * written by a Lua script that first checks the key (a second run of a task,
+ * after a redelivery, must not leave "STARTED" over the first run's SUCCESS
+ * when it dies; Celery's backend has the same rule for SUCCESS). Results are
+ * plain SETEX + PUBLISH. */
 #include "zt_backend.h"
 #include "zt_clock.h"
 #include "zt_error.h"
@@ -30,6 +41,18 @@
 /* reads per zt_backend_drain_meta (16 KiB each, as hiredis reads): bounds how
  * long one call takes on a busy channel. */
 #define DRAIN_READS_MAX 16
+/* Writes a state that is not a result (ARGV: ttl, meta) unless the key holds
+ * a result already; then neither SETEX nor PUBLISH happens. Returns 1 when
+ * written, 0 when skipped. The pattern allows Celery's own spacing. */
+#define GUARD_SCRIPT                                                                               \
+    "local cur = redis.call('GET', KEYS[1]) "                                                      \
+    "if cur then "                                                                                 \
+    "local st = string.match(cur, '\"status\"%s*:%s*\"(%u+)\"') "                                  \
+    "if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' then return 0 end "                  \
+    "end "                                                                                         \
+    "redis.call('SETEX', KEYS[1], ARGV[1], ARGV[2]) "                                              \
+    "redis.call('PUBLISH', KEYS[1], ARGV[2]) "                                                     \
+    "return 1"
 #define REPLY_TIMEOUT_MS                                                                           \
     5000 /* msecs a sent batch may wait for Redis before the                                       \
           * connection counts as lost (a hung server) */
@@ -37,11 +60,16 @@
 typedef struct entry {
     struct entry *next;
     char *id;      /* task id (owned) */
-    char *cmd;     /* SETEX + PUBLISH, RESP-formatted back to back (owned) */
+    char *cmd;     /* RESP-formatted command(s) (owned): SETEX + PUBLISH, or EVAL */
     size_t len;    /* bytes in cmd */
+    int replies;   /* replies cmd gets: 2 (SETEX, PUBLISH) or 1 (EVAL) */
     bool final;    /* SUCCESS/FAILURE/REVOKED/RETRY: never superseded */
+    bool result;   /* SUCCESS/FAILURE/REVOKED: dropped last when over the limit */
     bool progress; /* PROGRESS: superseded only by a newer PROGRESS */
-    bool dropped;  /* superseded before it was sent */
+    bool dropped;  /* superseded or dropped before it was sent */
+    bool spare;    /* on the spare list (queued, not a result, not dropped) */
+    struct entry *spare_prev, *spare_next;
+    char status[12]; /* its state, for the lost-state callback */
 } entry_t;
 
 typedef struct batch {
@@ -49,7 +77,10 @@ typedef struct batch {
     uint64_t number;
     int64_t sent_ms;  /* monotonic msecs when it was written */
     entry_t *entries; /* in send order */
-    int replies_left; /* 2 per entry */
+    int n_entries;
+    int replies_left; /* entry->replies summed */
+    entry_t *cur;     /* the entry the next reply belongs to */
+    int cur_left;     /* replies still due for cur */
 } batch_t;
 
 struct zt_backend {
@@ -63,14 +94,22 @@ struct zt_backend {
     /* Writer */
     redisContext *ctx; /* NULL while disconnected */
     entry_t *q_head, *q_tail;
-    int queued;               /* entries queued and not dropped */
-    zhashx_t *nonfinal;       /* id -> entry_t* (borrowed) */
+    int queued;                       /* entries queued and not dropped */
+    int inflight;                     /* entries sent and not confirmed */
+    zhashx_t *nonfinal;               /* id -> entry_t* (borrowed) */
+    entry_t *spare_head, *spare_tail; /* queued non-results, oldest first */
+    int limit;                        /* most entries queued + in flight; 0 = none */
+    zt_backend_lost_fn *lost_fn;      /* told of each dropped RETRY or result */
+    void *lost_arg;
+    int64_t lost;             /* results (SUCCESS/FAILURE/REVOKED) dropped, ever */
+    int64_t lost_outage;      /* of those, since the last "back" log line */
     batch_t *b_head, *b_tail; /* in flight, oldest first */
     uint64_t next_batch;      /* number the queue will be sent under */
     uint64_t acked;           /* every batch <= this is confirmed */
     int64_t retry_at_ms;      /* no reconnect before this monotonic time */
     int64_t retry_ivl_ms;     /* current backoff */
     bool warned_down;         /* "Redis unreachable" logged once per outage */
+    bool warned_state;        /* a refused non-result state was logged */
     char last_error[160];     /* why the last connection attempt failed */
     int64_t date_secs;        /* unix second date_prefix was made for */
     char date_prefix[40];     /* "YYYY-MM-DDTHH:MM:SS" of date_secs */
@@ -253,8 +292,38 @@ static void free_entries(entry_t *e) {
     }
 }
 
+/* The spare list: queued entries that are not results, oldest first, so the
+ * limit can drop the oldest of them in O(1). */
+static void spare_append(zt_backend_t *self, entry_t *e) {
+    e->spare = true;
+    e->spare_next = NULL;
+    e->spare_prev = self->spare_tail;
+    if (self->spare_tail)
+        self->spare_tail->spare_next = e;
+    else
+        self->spare_head = e;
+    self->spare_tail = e;
+}
+
+static void spare_remove(zt_backend_t *self, entry_t *e) {
+    if (!e->spare)
+        return;
+    if (e->spare_prev)
+        e->spare_prev->spare_next = e->spare_next;
+    else
+        self->spare_head = e->spare_next;
+    if (e->spare_next)
+        e->spare_next->spare_prev = e->spare_prev;
+    else
+        self->spare_tail = e->spare_prev;
+    e->spare = false;
+    e->spare_prev = e->spare_next = NULL;
+}
+
+static void enforce_limit(zt_backend_t *self, const entry_t *keep);
+
 /* The connection failed: forget it and put every unconfirmed entry back at the
- * head of the queue, oldest first, to be written again. */
+ * head of the queue, oldest first, to be written again (within the limit). */
 static void connection_lost(zt_backend_t *self, const char *why) {
     char buf[300];
     if (!self->warned_down)
@@ -267,11 +336,25 @@ static void connection_lost(zt_backend_t *self, const char *why) {
     }
     entry_t *head = NULL, *tail = NULL;
     int count = 0;
+    /* Spare entries coming back are older than any queued one: they go to
+     * the front of the spare list, in their order. */
+    entry_t *spare_first = NULL, *spare_last = NULL;
     while (self->b_head) {
         batch_t *b = self->b_head;
         self->b_head = b->next;
-        for (entry_t *e = b->entries; e; e = e->next)
+        for (entry_t *e = b->entries; e; e = e->next) {
             count++;
+            if (!e->result) {
+                e->spare = true;
+                e->spare_prev = spare_last;
+                e->spare_next = NULL;
+                if (spare_last)
+                    spare_last->spare_next = e;
+                else
+                    spare_first = e;
+                spare_last = e;
+            }
+        }
         if (b->entries) {
             if (tail)
                 tail->next = b->entries;
@@ -284,6 +367,15 @@ static void connection_lost(zt_backend_t *self, const char *why) {
         free(b);
     }
     self->b_tail = NULL;
+    self->inflight = 0;
+    if (spare_first) {
+        spare_last->spare_next = self->spare_head;
+        if (self->spare_head)
+            self->spare_head->spare_prev = spare_last;
+        else
+            self->spare_tail = spare_last;
+        self->spare_head = spare_first;
+    }
     if (head) {
         tail->next = self->q_head;
         self->q_head = head;
@@ -291,6 +383,7 @@ static void connection_lost(zt_backend_t *self, const char *why) {
             self->q_tail = tail;
         self->queued += count;
     }
+    enforce_limit(self, NULL);
     int64_t now = zt_clock_mono_ms();
     self->retry_ivl_ms = self->retry_ivl_ms ? self->retry_ivl_ms * 2 : RETRY_MIN_MS;
     if (self->retry_ivl_ms > RETRY_MAX_MS)
@@ -461,6 +554,70 @@ static void date_now(zt_backend_t *self, char *out, size_t size) {
     out[n + 7] = '\0';
 }
 
+/* Frees the dropped entries at the head of the queue, so that finding the
+ * oldest live entry stays O(1) however many were dropped. */
+static void trim_head(zt_backend_t *self) {
+    while (self->q_head && self->q_head->dropped) {
+        entry_t *e = self->q_head;
+        self->q_head = e->next;
+        if (!self->q_head)
+            self->q_tail = NULL;
+        entry_free(e);
+    }
+}
+
+/* Drops queued entry e (not yet sent) to make room; tells the caller when it
+ * was a state it may be waiting for (a RETRY or a result). */
+static void drop_entry(zt_backend_t *self, entry_t *e) {
+    e->dropped = true;
+    spare_remove(self, e);
+    if (!e->final && zhashx_lookup(self->nonfinal, e->id) == e)
+        zhashx_delete(self->nonfinal, e->id);
+    self->queued--;
+    if (e->result) {
+        self->lost++;
+        self->lost_outage++;
+    }
+    if (e->final && self->lost_fn)
+        self->lost_fn(e->id, e->status, self->lost_arg);
+}
+
+/* Keeps queued + in flight within the limit: drops the oldest spare entry
+ * (STARTED, PROGRESS, RETRY), else the oldest queued result. keep (the entry
+ * just queued, or NULL) is never dropped, nor is anything in flight. */
+static void enforce_limit(zt_backend_t *self, const entry_t *keep) {
+    while (self->limit > 0 && self->queued + self->inflight > self->limit) {
+        entry_t *victim = self->spare_head;
+        if (victim && victim == keep)
+            victim = victim->spare_next;
+        if (!victim) {
+            trim_head(self);
+            victim = self->q_head;
+            /* with no spare entry left (but keep), every live entry is a result */
+            while (victim && (victim->dropped || victim == keep || !victim->result))
+                victim = victim->next;
+        }
+        if (!victim)
+            return;
+        drop_entry(self, victim);
+    }
+}
+
+void zt_backend_set_limit(zt_backend_t *self, int max_states, zt_backend_lost_fn *fn, void *arg) {
+    self->limit = max_states > 0 ? max_states : 0;
+    self->lost_fn = fn;
+    self->lost_arg = arg;
+    enforce_limit(self, NULL);
+}
+
+int64_t zt_backend_lost(const zt_backend_t *self) {
+    return self->lost;
+}
+
+bool zt_backend_connected(const zt_backend_t *self) {
+    return self->ctx != NULL;
+}
+
 int zt_backend_queue_state(zt_backend_t *self, const char *id, const char *status,
                            const json_t *result, const char *traceback, int64_t ttl_s) {
     if (!id || !*id || strlen(id) > 256 || !valid_status(status) || ttl_s <= 0)
@@ -487,35 +644,52 @@ int zt_backend_queue_state(zt_backend_t *self, const char *id, const char *statu
         return ZT_ERR_INVALID; /* a result jansson cannot encode (NaN and the like) */
     size_t text_len = strlen(text);
 
-    /* SETEX key ttl meta, then PUBLISH key meta, as RESP arrays. */
+    /* A result: SETEX key ttl meta, then PUBLISH key meta, as RESP arrays.
+     * Any other state: EVAL of the guard script, key, ttl, meta. */
+    bool result_state = zt_backend_state_is_final(status);
     size_t id_len = strlen(id);
     size_t key_len = sizeof KEY_PREFIX - 1 + id_len;
-    buf_t b = {NULL, 0, 0};
-    b.cap = 2 * text_len + 2 * key_len + 96;
-    b.data = zt_malloc(b.cap);
-    BUF_ADD_LIT(&b, "*4\r\n$5\r\nSETEX\r\n$");
-    buf_add_uint(&b, key_len);
-    BUF_ADD_LIT(&b, "\r\n" KEY_PREFIX);
-    buf_add(&b, id, id_len);
-    buf_add(&b, "\r\n", 2);
     char ttl[24];
     int ttl_len = snprintf(ttl, sizeof ttl, "%lld", (long long)ttl_s);
-    buf_add_bulk(&b, ttl, (size_t)ttl_len);
-    buf_add_bulk(&b, text, text_len);
-    BUF_ADD_LIT(&b, "*3\r\n$7\r\nPUBLISH\r\n$");
-    buf_add_uint(&b, key_len);
-    BUF_ADD_LIT(&b, "\r\n" KEY_PREFIX);
-    buf_add(&b, id, id_len);
-    buf_add(&b, "\r\n", 2);
-    buf_add_bulk(&b, text, text_len);
+    buf_t b = {NULL, 0, 0};
+    b.cap = 2 * text_len + 2 * key_len + sizeof GUARD_SCRIPT + 128;
+    b.data = zt_malloc(b.cap);
+    if (result_state) {
+        BUF_ADD_LIT(&b, "*4\r\n$5\r\nSETEX\r\n$");
+        buf_add_uint(&b, key_len);
+        BUF_ADD_LIT(&b, "\r\n" KEY_PREFIX);
+        buf_add(&b, id, id_len);
+        buf_add(&b, "\r\n", 2);
+        buf_add_bulk(&b, ttl, (size_t)ttl_len);
+        buf_add_bulk(&b, text, text_len);
+        BUF_ADD_LIT(&b, "*3\r\n$7\r\nPUBLISH\r\n$");
+        buf_add_uint(&b, key_len);
+        BUF_ADD_LIT(&b, "\r\n" KEY_PREFIX);
+        buf_add(&b, id, id_len);
+        buf_add(&b, "\r\n", 2);
+        buf_add_bulk(&b, text, text_len);
+    } else {
+        BUF_ADD_LIT(&b, "*6\r\n$4\r\nEVAL\r\n");
+        buf_add_bulk(&b, GUARD_SCRIPT, sizeof GUARD_SCRIPT - 1);
+        BUF_ADD_LIT(&b, "$1\r\n1\r\n$");
+        buf_add_uint(&b, key_len);
+        BUF_ADD_LIT(&b, "\r\n" KEY_PREFIX);
+        buf_add(&b, id, id_len);
+        buf_add(&b, "\r\n", 2);
+        buf_add_bulk(&b, ttl, (size_t)ttl_len);
+        buf_add_bulk(&b, text, text_len);
+    }
     free(text);
 
     entry_t *e = zt_calloc(1, sizeof *e);
     e->id = zt_strndup(id, id_len);
     e->cmd = b.data;
     e->len = b.len;
+    e->replies = result_state ? 2 : 1;
     e->final = final;
+    e->result = zt_backend_state_is_final(status);
     e->progress = strcmp(status, "PROGRESS") == 0;
+    snprintf(e->status, sizeof e->status, "%s", status);
 
     /* A later state supersedes a queued STARTED of the same task, and a newer
      * PROGRESS an older one. The last PROGRESS before a final state is still
@@ -524,27 +698,27 @@ int zt_backend_queue_state(zt_backend_t *self, const char *id, const char *statu
     if (old) {
         if (!(old->progress && final)) {
             old->dropped = true;
+            spare_remove(self, old);
             self->queued--;
         }
         zhashx_delete(self->nonfinal, id);
     }
     if (!final)
         zhashx_insert(self->nonfinal, id, e);
+    if (!e->result)
+        spare_append(self, e);
     if (self->q_tail)
         self->q_tail->next = e;
     else
         self->q_head = e;
     self->q_tail = e;
     self->queued++;
+    enforce_limit(self, e);
     return 0;
 }
 
 int zt_backend_pending(const zt_backend_t *self) {
-    int n = self->queued;
-    for (batch_t *b = self->b_head; b; b = b->next)
-        for (entry_t *e = b->entries; e; e = e->next)
-            n++;
-    return n;
+    return self->queued + self->inflight;
 }
 
 uint64_t zt_backend_next_batch(const zt_backend_t *self) {
@@ -595,13 +769,9 @@ int zt_backend_send(zt_backend_t *self) {
             connection_lost(self, self->last_error);
             return ZT_ERR_BACKEND;
         }
-        if (self->warned_down) {
-            char buf[300];
-            zt_info("redis at %s is back; writing %d queued states", where(self, buf, sizeof buf),
-                    self->queued);
-        }
-        self->warned_down = false;
-        self->retry_ivl_ms = 0;
+        /* "back" is said once Redis confirms a write (take_replies): a
+         * server still loading its data accepts connections and refuses
+         * writes. */
     }
     batch_t *b = zt_calloc(1, sizeof *b);
     b->number = self->next_batch++;
@@ -614,7 +784,8 @@ int zt_backend_send(zt_backend_t *self) {
             entry_free(e);
         } else {
             e->next = NULL;
-            if (!e->final)
+            spare_remove(self, e);
+            if (!e->final && zhashx_lookup(self->nonfinal, e->id) == e)
                 zhashx_delete(self->nonfinal, e->id);
             if (redisAppendFormattedCommand(self->ctx, e->cmd, e->len) != REDIS_OK)
                 ZT_ASSERT(!"hiredis refused to buffer a command"); /* only on OOM */
@@ -623,11 +794,15 @@ int zt_backend_send(zt_backend_t *self) {
             else
                 b->entries = e;
             tail = e;
-            b->replies_left += 2;
+            b->n_entries++;
+            b->replies_left += e->replies;
         }
         e = next;
     }
     self->q_head = self->q_tail = NULL;
+    b->cur = b->entries;
+    b->cur_left = b->entries ? b->entries->replies : 0;
+    self->inflight += b->n_entries;
     self->queued = 0;
     if (self->b_tail)
         self->b_tail->next = b;
@@ -663,11 +838,47 @@ static int take_replies(zt_backend_t *self) {
             connection_lost(self, "reply nobody asked for");
             return ZT_ERR_BACKEND;
         }
-        if (r->type == REDIS_REPLY_ERROR)
-            zt_warn("redis refused a result write: %s", r->str);
+        entry_t *e = b->cur;
+        if (r->type == REDIS_REPLY_ERROR && e && e->result) {
+            /* LOADING, MISCONF, OOM, READONLY...: not written. Keep the
+             * states and try again after the backoff, as for a lost
+             * connection, rather than count them as confirmed. */
+            char why[200];
+            snprintf(why, sizeof why, "write refused: %.150s", r->str);
+            freeReplyObject(r);
+            connection_lost(self, why);
+            return ZT_ERR_BACKEND;
+        }
+        if (r->type == REDIS_REPLY_ERROR && !self->warned_state) {
+            /* a STARTED/PROGRESS/RETRY (EVAL) refused: those are worth no
+             * stall of the results behind them; skipped */
+            zt_warn("redis refused a state write (%.150s); states other than results are "
+                    "skipped while it does",
+                    r->str);
+            self->warned_state = true;
+        }
         freeReplyObject(r);
+        if (e && --b->cur_left == 0) {
+            b->cur = e->next;
+            b->cur_left = b->cur ? b->cur->replies : 0;
+        }
         if (--b->replies_left == 0) {
+            if (self->warned_down) {
+                char buf[300];
+                if (self->lost_outage > 0)
+                    zt_warn("redis at %s is back: %d held states written; %lld results were lost "
+                            "(more than %d states to hold)",
+                            where(self, buf, sizeof buf), b->n_entries,
+                            (long long)self->lost_outage, self->limit);
+                else
+                    zt_info("redis at %s is back: %d held states written",
+                            where(self, buf, sizeof buf), b->n_entries);
+                self->warned_down = false;
+                self->lost_outage = 0;
+            }
+            self->retry_ivl_ms = 0;
             self->acked = b->number;
+            self->inflight -= b->n_entries;
             self->b_head = b->next;
             if (!self->b_head)
                 self->b_tail = NULL;

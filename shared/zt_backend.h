@@ -42,8 +42,30 @@ int zt_backend_queue_state(zt_backend_t *self, const char *id, const char *statu
  * "exc_module"} (module NULL = JSON null). Caller owns the reference. */
 json_t *zt_backend_exception(const char *exc_type, const char *message, const char *exc_module);
 
-/* Number of state changes queued and not yet flushed. */
+/* Number of state changes held: queued, or sent and not yet confirmed. */
 int zt_backend_pending(const zt_backend_t *self);
+
+/* Called for each queued RETRY, SUCCESS, FAILURE or REVOKED state the limit
+ * drops (status is one of those names); id and status are borrowed for the
+ * call. It runs inside zt_backend_queue_state/_send/_recv/_set_limit and must
+ * not call back into the backend. */
+typedef void(zt_backend_lost_fn)(const char *id, const char *status, void *arg);
+
+/* Bounds the states held (zt_backend_pending) to max_states (0: no bound),
+ * for a Redis that is away longer than memory allows. To make room for a
+ * new state the oldest queued STARTED, PROGRESS or RETRY is dropped first,
+ * then the oldest queued result (SUCCESS, FAILURE, REVOKED); states already
+ * sent are never dropped, so a busy connection may exceed the bound by what
+ * is in flight. fn (may be NULL) hears of every dropped RETRY or result:
+ * its batch will be confirmed without it. */
+void zt_backend_set_limit(zt_backend_t *self, int max_states, zt_backend_lost_fn *fn, void *arg);
+
+/* Results (SUCCESS, FAILURE, REVOKED) dropped by the limit so far. */
+int64_t zt_backend_lost(const zt_backend_t *self);
+
+/* True while the writer holds a connection to Redis (it may still turn out
+ * to be dead at the next write). */
+bool zt_backend_connected(const zt_backend_t *self);
 
 /* Sends everything queued in one pipeline and reads all replies. On a Redis
  * failure it reconnects once and retries; if that fails the writes stay

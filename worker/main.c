@@ -30,6 +30,8 @@ static void usage(FILE *out) {
         "  -n, --hostname NAME          worker name; %%h = host name, %%n = its first label,\n"
         "                               %%d = its domain (default worker@%%h)\n"
         "      --result-backend URL     redis://[:password@]host[:port][/db] (env RESULT_BACKEND)\n"
+        "      --result-buffer-max N    result writes held while Redis is away (default 10000);\n"
+        "                               past it the oldest results are lost, logged and counted\n"
         "      --max-tasks-per-child N  replace a child after N tasks (0: never)\n"
         "      --max-memory-per-child K replace a child above K KiB resident (0: no limit)\n"
         "      --time-limit S           hard time limit of a task, seconds (0: none)\n"
@@ -50,6 +52,7 @@ static void usage(FILE *out) {
 enum {
     OPT_PREFETCH = 1000,
     OPT_BACKEND,
+    OPT_RESULT_BUFFER_MAX,
     OPT_MAX_TASKS,
     OPT_MAX_MEMORY,
     OPT_TIME_LIMIT,
@@ -67,6 +70,7 @@ int main(int argc, char **argv) {
         {"prefetch-multiplier", required_argument, NULL, OPT_PREFETCH},
         {"hostname", required_argument, NULL, 'n'},
         {"result-backend", required_argument, NULL, OPT_BACKEND},
+        {"result-buffer-max", required_argument, NULL, OPT_RESULT_BUFFER_MAX},
         {"max-tasks-per-child", required_argument, NULL, OPT_MAX_TASKS},
         {"max-memory-per-child", required_argument, NULL, OPT_MAX_MEMORY},
         {"time-limit", required_argument, NULL, OPT_TIME_LIMIT},
@@ -113,6 +117,9 @@ int main(int argc, char **argv) {
             break;
         case OPT_BACKEND:
             key = "result_backend";
+            break;
+        case OPT_RESULT_BUFFER_MAX:
+            key = "result_buffer_max";
             break;
         case OPT_MAX_TASKS:
             key = "worker_max_tasks_per_child";

@@ -58,6 +58,14 @@
 #define RELEASE_CHUNK 1000       /* ids per RELEASE message */
 #define RETRY_DELAY_MAX 3600.0   /* seconds: cap of the exponential backoff */
 #define N_PRIORITIES (ZT_PRIORITY_MAX + 1)
+/* A DONE held for Redis this long (or while Redis is away) gives its slot
+ * back with CREDIT at once, so intake goes on while results wait. */
+#define EARLY_CREDIT_MS 200
+/* Final DONEs sent are remembered this long (and at most this many), so that
+ * a rejoin can send them again and a redelivery of one is answered without
+ * running the task again (a restarted broker may not have seen them). */
+#define SENT_KEEP_MS 30000
+#define SENT_KEEP_MAX 8192
 
 /* ------------------------------------------------------------------------ */
 /* Signals: the handlers only set flags and poke the self-pipe. */
@@ -125,15 +133,21 @@ typedef struct job {
 
 typedef enum { DONE_SUCCESS, DONE_FAILURE, DONE_RETRY, DONE_REVOKED } done_status_t;
 
-/* A DONE waiting for Redis to confirm its state (acks-late). */
+/* A DONE waiting for Redis to confirm its state (acks-late), then, once
+ * sent, remembered for a while (the sent list). */
 typedef struct done_msg {
     struct done_msg *next;
-    uint64_t batch;     /* zt_backend batch holding its state; 0 = none */
-    uint64_t hello_seq; /* worker.hello_seq when its task stopped being held */
+    uint64_t batch;       /* zt_backend batch holding its state; 0 = none */
+    uint64_t hello_seq;   /* worker.hello_seq when its task stopped being held */
+    int64_t queued_ms;    /* monotonic msecs it was queued */
+    int64_t sent_ms;      /* monotonic msecs it was sent (sent list) */
+    bool credit_returned; /* its slot already went back with CREDIT */
     done_status_t status;
+    int retries; /* of the attempt it reports */
     double runtime;
     double countdown;
     char *error;
+    char *name; /* task name, for the log */
     char id[ZT_ID_MAX + 1];
 } done_msg_t;
 
@@ -171,7 +185,14 @@ struct worker {
     job_t **running; /* [slot] */
     int n_running;
     bool *retire; /* [slot]: replace the child once it is idle */
-    done_msg_t *done_head, *done_tail;
+    /* DONEs: waiting for Redis (batch order), ready to send, and sent */
+    done_msg_t *done_head, *done_tail;   /* waiting, batch non-decreasing */
+    done_msg_t *credit_next;             /* first waiting one whose slot is not back yet */
+    done_msg_t *ready_head, *ready_tail; /* state confirmed, dropped, or none written */
+    done_msg_t *sent_head, *sent_tail;   /* final DONEs sent lately, oldest first */
+    zhashx_t *sent;                      /* id -> newest done_msg_t* of the sent list */
+    int n_sent;
+    int64_t results_lost; /* results dropped by the result buffer's bound */
     /* pool and backend */
     worker_pool_t *pool;
     zt_backend_t *backend;
@@ -385,7 +406,8 @@ static const char *done_status_name(done_status_t s) {
 
 static void send_done(worker_t *self, const done_msg_t *d) {
     /* A HELLO sent since the task stopped being held counted its slot free. */
-    bool give_credit = !self->warm && !self->cold && d->hello_seq == self->hello_seq;
+    bool give_credit =
+        !self->warm && !self->cold && d->hello_seq == self->hello_seq && !d->credit_returned;
     msgpack_packer *pk = msg_begin(self);
     int fields = 3 + (d->error != NULL) + (d->status == DONE_RETRY) + give_credit;
     msgpack_pack_map(pk, (size_t)fields);
@@ -401,22 +423,120 @@ static void send_done(worker_t *self, const done_msg_t *d) {
     msg_send(self, ZT_CMD_DONE);
 }
 
-/* Sends, in order, the DONEs whose states Redis has confirmed. Without a
- * connection they wait: a task that finished while the broker was away is
- * reported after the next HELLO, so the broker does not run it again. */
+static void done_free(done_msg_t *d) {
+    free(d->error);
+    free(d->name);
+    free(d);
+}
+
+static void done_append(done_msg_t **head, done_msg_t **tail, done_msg_t *d) {
+    d->next = NULL;
+    if (*tail)
+        (*tail)->next = d;
+    else
+        *head = d;
+    *tail = d;
+}
+
+static void free_done_list(done_msg_t *d) {
+    while (d) {
+        done_msg_t *next = d->next;
+        done_free(d);
+        d = next;
+    }
+}
+
+/* Forgets sent DONEs older than SENT_KEEP_MS, or beyond SENT_KEEP_MAX. */
+static void trim_sent(worker_t *self, int64_t now) {
+    while (self->sent_head &&
+           (self->n_sent > SENT_KEEP_MAX || now - self->sent_head->sent_ms > SENT_KEEP_MS)) {
+        done_msg_t *d = self->sent_head;
+        self->sent_head = d->next;
+        if (!self->sent_head)
+            self->sent_tail = NULL;
+        if (zhashx_lookup(self->sent, d->id) == d)
+            zhashx_delete(self->sent, d->id);
+        self->n_sent--;
+        done_free(d);
+    }
+}
+
+/* Sends one DONE and keeps a final one on the sent list. */
+static void send_and_keep(worker_t *self, done_msg_t *d, int64_t now) {
+    send_done(self, d);
+    if (d->status == DONE_RETRY) {
+        /* not kept: sent again, it would count a retry twice */
+        done_free(d);
+        return;
+    }
+    d->sent_ms = now;
+    done_append(&self->sent_head, &self->sent_tail, d);
+    zhashx_update(self->sent, d->id, d);
+    self->n_sent++;
+    trim_sent(self, now);
+}
+
+/* Sends the DONEs whose states Redis has confirmed (or that wrote none, or
+ * whose state was dropped), in order. Without a connection they wait: a task
+ * that finished while the broker was away is reported after the next HELLO,
+ * so the broker does not run it again. */
 static void send_ready_dones(worker_t *self) {
     if (self->conn == CONN_DOWN)
         return;
+    int64_t now = zt_clock_mono_ms();
     uint64_t acked = zt_backend_acked(self->backend);
     while (self->done_head && self->done_head->batch <= acked) {
         done_msg_t *d = self->done_head;
         self->done_head = d->next;
         if (!self->done_head)
             self->done_tail = NULL;
-        send_done(self, d);
-        free(d->error);
-        free(d);
+        if (self->credit_next == d)
+            self->credit_next = d->next;
+        done_append(&self->ready_head, &self->ready_tail, d);
     }
+    while (self->ready_head) {
+        done_msg_t *d = self->ready_head;
+        self->ready_head = d->next;
+        if (!self->ready_head)
+            self->ready_tail = NULL;
+        send_and_keep(self, d, now);
+    }
+}
+
+/* Gives back, with CREDIT, the slots of DONEs that wait for Redis while it
+ * is away or slow: the broker keeps those tasks in flight here (they are
+ * redelivered if this worker dies), and the worker keeps taking work. */
+static void return_waiting_credit(worker_t *self, int64_t now) {
+    done_msg_t *d = self->credit_next;
+    if (!d || (zt_backend_connected(self->backend) && now - d->queued_ms < EARLY_CREDIT_MS))
+        return;
+    bool can = self->conn != CONN_DOWN && !self->warm && !self->cold;
+    for (; d; d = d->next) {
+        /* a HELLO sent since counted the slot free already */
+        if (can && d->hello_seq == self->hello_seq)
+            self->credit_to_return++;
+        d->credit_returned = true;
+    }
+    self->credit_next = NULL;
+}
+
+/* Sends the final DONEs of the sent list again (after a rejoin): the broker
+ * may have restarted without seeing them, and holds those tasks again. A
+ * broker that does not hold one ignores it. No credit: the HELLO counted it. */
+static void resend_kept_dones(worker_t *self) {
+    int64_t now = zt_clock_mono_ms();
+    trim_sent(self, now);
+    int n = 0;
+    for (done_msg_t *d = self->sent_head; d; d = d->next) {
+        bool saved = d->credit_returned;
+        d->credit_returned = true;
+        send_done(self, d);
+        d->credit_returned = saved;
+        n++;
+    }
+    if (n)
+        zt_info("sent the DONEs of %d tasks finished in the last %d s again", n,
+                SENT_KEEP_MS / 1000);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -513,31 +633,76 @@ static uint64_t write_state(worker_t *self, const char *id, bool ignore_result, 
 }
 
 /* Queues the DONE of a task that is no longer held (called as it stops
- * being held: the HELLO count taken here decides its credit). */
-static void queue_done(worker_t *self, const char *id, uint64_t batch, done_status_t status,
-                       double runtime, double countdown, const char *error) {
+ * being held: the HELLO count taken here decides its credit). batch 0: no
+ * state to wait for. */
+static void queue_done(worker_t *self, const char *id, const char *name, int retries,
+                       uint64_t batch, done_status_t status, double runtime, double countdown,
+                       const char *error) {
     done_msg_t *d = zt_calloc(1, sizeof *d);
     snprintf(d->id, sizeof d->id, "%s", id);
+    d->name = zt_strdup(name);
+    d->retries = retries;
     d->hello_seq = self->hello_seq;
+    d->queued_ms = zt_clock_mono_ms();
     d->batch = batch;
     d->status = status;
     d->runtime = runtime;
     d->countdown = countdown;
     d->error = error ? zt_strdup(error) : NULL;
-    if (self->done_tail)
-        self->done_tail->next = d;
+    if (batch == 0 || batch <= zt_backend_acked(self->backend)) {
+        done_append(&self->ready_head, &self->ready_tail, d);
+        return;
+    }
+    done_append(&self->done_head, &self->done_tail, d);
+    if (!self->credit_next)
+        self->credit_next = d;
+}
+
+/* zt_backend_lost_fn: the result buffer's bound dropped a state a DONE waits
+ * for. The task did finish: its DONE goes out now; a lost result is said
+ * loudly and counted. */
+static void on_state_lost(const char *id, const char *status, void *arg) {
+    worker_t *self = arg;
+    done_msg_t *prev = NULL, *d = self->done_head;
+    while (d && strcmp(d->id, id) != 0) {
+        prev = d;
+        d = d->next;
+    }
+    bool result = zt_backend_state_is_final(status);
+    if (result)
+        self->results_lost++;
+    if (!d) {
+        if (result)
+            zt_warn("result of task [%s] lost (%s): more than %lld result writes held while "
+                    "redis is away",
+                    id, status, (long long)self->config.result_buffer_max);
+        return;
+    }
+    if (result)
+        zt_warn("result of %s[%s] lost (%s): more than %lld result writes held while redis is "
+                "away; the task is reported done",
+                d->name, id, status, (long long)self->config.result_buffer_max);
     else
-        self->done_head = d;
-    self->done_tail = d;
+        zt_debug("state %s of %s[%s] dropped: the result buffer is full", status, d->name, id);
+    if (prev)
+        prev->next = d->next;
+    else
+        self->done_head = d->next;
+    if (self->done_tail == d)
+        self->done_tail = prev;
+    if (self->credit_next == d)
+        self->credit_next = d->next;
+    d->batch = 0;
+    done_append(&self->ready_head, &self->ready_tail, d);
 }
 
 /* Records REVOKED for a task that will not (or no longer) run. */
-static void record_revoked(worker_t *self, const char *id, const char *name, bool ignore_result,
-                           const char *reason, double runtime) {
+static void record_revoked(worker_t *self, const char *id, const char *name, int retries,
+                           bool ignore_result, const char *reason, double runtime) {
     json_t *exc = zt_backend_exception("TaskRevokedError", reason, "celery.exceptions");
     uint64_t batch = write_state(self, id, ignore_result, "REVOKED", exc, NULL);
     json_decref(exc);
-    queue_done(self, id, batch, DONE_REVOKED, runtime, 0, NULL);
+    queue_done(self, id, name, retries, batch, DONE_REVOKED, runtime, 0, NULL);
     zt_info("task revoked: %s[%s] (%s)", name, id, reason);
 }
 
@@ -561,7 +726,7 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
         job->progress_pending = false;
     }
     if (job->revoked) {
-        record_revoked(self, job->id, job->name, job->ignore_result,
+        record_revoked(self, job->id, job->name, job->retries, job->ignore_result,
                        job->revoke_reason ? job->revoke_reason : "revoked", runtime);
         job_forget(self, job);
         return;
@@ -574,7 +739,7 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
     (*count)++;
     if (o->outcome == WORKER_OUTCOME_SUCCESS) {
         uint64_t batch = write_state(self, job->id, job->ignore_result, "SUCCESS", o->result, NULL);
-        queue_done(self, job->id, batch, DONE_SUCCESS, runtime, 0, NULL);
+        queue_done(self, job->id, job->name, job->retries, batch, DONE_SUCCESS, runtime, 0, NULL);
         self->processed++;
         zt_info("task succeeded: %s[%s] in %.3fs", job->name, job->id, runtime);
         job_forget(self, job);
@@ -594,7 +759,8 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
         json_t *exc = zt_backend_exception(exc_type, message, exc_module);
         uint64_t batch = write_state(self, job->id, job->ignore_result, "RETRY", exc, o->traceback);
         json_decref(exc);
-        queue_done(self, job->id, batch, DONE_RETRY, runtime, countdown, error);
+        queue_done(self, job->id, job->name, job->retries, batch, DONE_RETRY, runtime, countdown,
+                   error);
         self->retried++;
         zt_info("task retry: %s[%s] in %.3fs: %s (retry %d of %d in %.3fs)", job->name, job->id,
                 runtime, error, job->retries + 1, job->max_retries, countdown);
@@ -615,7 +781,7 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
     json_t *exc = zt_backend_exception(exc_type, message, exc_module);
     uint64_t batch = write_state(self, job->id, job->ignore_result, "FAILURE", exc, o->traceback);
     json_decref(exc);
-    queue_done(self, job->id, batch, DONE_FAILURE, runtime, 0, error);
+    queue_done(self, job->id, job->name, job->retries, batch, DONE_FAILURE, runtime, 0, error);
     self->processed++;
     self->failed++;
     zt_info("task failed: %s[%s] in %.3fs: %s", job->name, job->id, runtime, error);
@@ -791,7 +957,7 @@ static void on_dispatch(worker_t *self, const void *body, size_t size, const voi
 
     /* Tombstone: record REVOKED without running (PROTOCOL.md §6.2). */
     if (revoked[0]) {
-        record_revoked(self, job->id, job->name, job->ignore_result, revoked, 0);
+        record_revoked(self, job->id, job->name, job->retries, job->ignore_result, revoked, 0);
         job_free(job);
         return;
     }
@@ -822,6 +988,20 @@ static void on_dispatch(worker_t *self, const void *body, size_t size, const voi
         reserved_remove(self, old);
         job_forget(self, old);
         return_slot(self);
+    } else if (redelivered && zhashx_size(self->sent)) {
+        /* A broker that restarted (or lost our DONE) sends back a task that
+         * finished here: its state is in Redis already, so report it again
+         * rather than run it again. */
+        const done_msg_t *sent = zhashx_lookup(self->sent, id);
+        if (sent && sent->retries == job->retries) {
+            zt_info("task %s[%s] redelivered, but it finished here already (%s); reporting it "
+                    "again instead of running it",
+                    job->name, id, done_status_name(sent->status));
+            queue_done(self, id, job->name, job->retries, 0, sent->status, sent->runtime, 0,
+                       sent->error);
+            job_free(job);
+            return;
+        }
     }
 
     if (self->warm) {
@@ -949,6 +1129,7 @@ static int connect_broker(worker_t *self) {
     int64_t now = zt_clock_mono_ms();
     self->last_recv_ms = now;
     send_hello(self, true);
+    resend_kept_dones(self);
     return 0;
 }
 
@@ -1000,7 +1181,7 @@ static double timeval_s(struct timeval tv) {
 static void pack_stats(worker_t *self, msgpack_packer *pk) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    msgpack_pack_map(pk, 9);
+    msgpack_pack_map(pk, 12);
     zt_pack_kv_uint(pk, "pid", (uint64_t)getpid());
     zt_pack_kv_cstr(pk, "hostname", self->host);
     zt_pack_kv_double(pk, "uptime", zt_clock_wall() - self->started_wall);
@@ -1034,6 +1215,10 @@ static void pack_stats(worker_t *self, msgpack_packer *pk) {
     msgpack_pack_map(pk, 2);
     zt_pack_kv_cstr(pk, "url", self->config.broker_url);
     zt_pack_kv_uint(pk, "connects", (uint64_t)self->connects);
+    /* the result buffer (zt_backend): states held for Redis, results lost */
+    zt_pack_kv_uint(pk, "results_buffered", (uint64_t)zt_backend_pending(self->backend));
+    zt_pack_kv_uint(pk, "results_lost", (uint64_t)self->results_lost);
+    zt_pack_kv_uint(pk, "result_buffer_max", (uint64_t)self->config.result_buffer_max);
 }
 
 static void begin_warm_shutdown(worker_t *self);
@@ -1156,6 +1341,7 @@ static void on_broker_message(worker_t *self, zt_frames_t *frames) {
                 zt_warn("broker does not know this worker (restarted?); sending HELLO again");
                 stale_all(self);
                 send_hello(self, true);
+                resend_kept_dones(self);
             }
         } else {
             zt_warn("broker answered ERROR %s: %s", ecode, ereason);
@@ -1270,6 +1456,8 @@ static long next_timeout(worker_t *self, int64_t now, long max) {
     int64_t retry = zt_backend_retry_ms(self->backend);
     if (retry > 0 && zt_backend_pending(self->backend) > 0)
         EARLIER(retry);
+    if (self->credit_next)
+        EARLIER(self->credit_next->queued_ms + EARLY_CREDIT_MS);
 #undef EARLIER
     return due <= now ? 0 : (long)(due - now);
 }
@@ -1309,7 +1497,8 @@ static void assign_jobs(worker_t *self) {
         self->n_running++;
         if (!stale(self, job))
             send_started(self, job);
-        zt_info("task started: %s[%s] in child pid %d", job->name, job->id, (int)job->pid);
+        zt_info("task started: %s[%s] attempt %d in child pid %d", job->name, job->id,
+                job->retries + 1, (int)job->pid);
     }
 }
 
@@ -1370,7 +1559,7 @@ static void begin_warm_shutdown(worker_t *self) {
 static bool warm_shutdown_done(worker_t *self, int64_t now) {
     if (self->n_running > 0)
         return false;
-    if (!self->done_head && zt_backend_pending(self->backend) == 0)
+    if (!self->done_head && !self->ready_head && zt_backend_pending(self->backend) == 0)
         return true;
     if (now - self->warm_since_ms > SHUTDOWN_BACKEND_MS) {
         int pending = zt_backend_pending(self->backend);
@@ -1380,6 +1569,8 @@ static bool warm_shutdown_done(worker_t *self, int64_t now) {
         } else {
             int dones = 0;
             for (const done_msg_t *d = self->done_head; d; d = d->next)
+                dones++;
+            for (const done_msg_t *d = self->ready_head; d; d = d->next)
                 dones++;
             zt_warn("no broker connection to report %d finished tasks; they will be redelivered",
                     dones);
@@ -1461,6 +1652,7 @@ worker_t *worker_new(const zt_config_t *config, const char *name, const char *qu
     self->reconnect_ivl_ms = RECONNECT_MIN_MS;
     self->generation = 1;
     self->jobs = zhashx_new();
+    self->sent = zhashx_new();
     self->per_task = zhashx_new();
     zhashx_set_destructor(self->per_task, free_counter);
     self->decoder = zt_decoder_new(0);
@@ -1478,6 +1670,10 @@ worker_t *worker_new(const zt_config_t *config, const char *name, const char *qu
         zt_error("invalid result backend url '%s'", config->result_backend);
         goto fail;
     }
+    zt_backend_set_limit(self->backend,
+                         config->result_buffer_max > INT32_MAX ? INT32_MAX
+                                                               : (int)config->result_buffer_max,
+                         on_state_lost, self);
     /* Children first: they should inherit as little as possible. */
     zt_log_level_t level = ZT_LOG_INFO;
     zt_log_level_parse(config->loglevel, &level);
@@ -1521,12 +1717,10 @@ void worker_destroy(worker_t **self_p) {
     for (int i = 0; self->running && i < self->concurrency; i++)
         if (self->running[i])
             job_free(self->running[i]);
-    while (self->done_head) {
-        done_msg_t *d = self->done_head;
-        self->done_head = d->next;
-        free(d->error);
-        free(d);
-    }
+    free_done_list(self->done_head);
+    free_done_list(self->ready_head);
+    free_done_list(self->sent_head);
+    zhashx_destroy(&self->sent);
     zhashx_destroy(&self->jobs);
     zhashx_destroy(&self->per_task);
     zt_decoder_destroy(&self->decoder);
@@ -1639,6 +1833,7 @@ int worker_run(worker_t *self) {
         assign_jobs(self);
         zt_backend_send(self->backend);
         send_ready_dones(self);
+        return_waiting_credit(self, zt_clock_mono_ms());
         send_credit(self);
         if (self->warm && warm_shutdown_done(self, now))
             break;

@@ -197,35 +197,55 @@ class Proc:
 
 
 class RedisServer:
-    """A private redis-server on a free loopback port, no persistence."""
+    """A private redis-server on a free loopback port. No persistence by
+    default; persistent=True keeps an append-only file fsynced before every
+    reply (appendfsync always), so a SIGKILLed server restarted on the same
+    folder has every write it confirmed. kill() and start() restart it on the
+    same port and folder (Redis faults); every incarnation is in self.procs."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, persistent=False, name="redis"):
         self.port = free_port()
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.persistent = persistent
+        self.procs = []
+        self.proc = None
+        self.client = redis_py.Redis(host="127.0.0.1", port=self.port, db=1,
+                                     decode_responses=True, socket_timeout=5)
+        self.start()
+
+    def start(self, timeout=10):
+        """Starts (again) on the same port and folder; waits for PING."""
+        persistence = (["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+                       if self.persistent else ["--save", "", "--appendonly", "no"])
         argv = [
             shutil.which("redis-server") or "/usr/bin/redis-server",
             "--port", str(self.port),
             "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
+            *persistence,
             "--dir", str(self.dir),
-            "--logfile", str(self.dir / "redis.log"),
+            "--logfile", str(self.dir / f"{self.name}.log"),
             "--daemonize", "no",
         ]
-        self.proc = Proc("redis", argv, self.dir, dict(os.environ), self.dir / "redis.log")
-        self.client = redis_py.Redis(host="127.0.0.1", port=self.port, db=1,
-                                     decode_responses=True, socket_timeout=5)
+        self.proc = Proc(f"{self.name}{len(self.procs) + 1}", argv, self.dir, dict(os.environ),
+                         self.dir / f"{self.name}.log")
+        self.procs.append(self.proc)
 
         def ping():
             if not self.proc.alive():
                 raise RuntimeError(f"redis-server exited:\n{self.proc.log_text()}")
             try:
                 return self.client.ping()
-            except redis_py.exceptions.ConnectionError:
+            except (redis_py.exceptions.ConnectionError, redis_py.exceptions.BusyLoadingError):
                 return False
 
-        wait_until(ping, 10, message="redis-server to answer PING")
+        wait_until(ping, timeout, message="redis-server to answer PING")
+
+    def kill(self):
+        """SIGKILL: Redis dies as in a crash (its connections are cut)."""
+        self.client.close()
+        self.proc.kill()
 
     def url(self, db=1):
         return f"redis://127.0.0.1:{self.port}/{db}"
@@ -588,6 +608,33 @@ class Cluster:
             self.problems.append(f"sanitizer report from {res!r}")
         return res
 
+    def use_redis(self, server):
+        """Points this cluster (workers started from now on, meta(),
+        wait_result...) at another RedisServer."""
+        self.redis_server = server
+        self.redis = server.client
+        self.backend_url = server.url(1)
+
+    def inspect(self, command, timeout=3.0, client=None):
+        """Remote control through the broker (PROTOCOL.md §6.5): asks every
+        worker `command` (stats, ping, active...), waits up to timeout s for
+        their answers; returns {worker name: result}."""
+        c = client or self.client()
+        c._req += 1
+        req = c._req
+        c.send(ztp.CONTROL, {"req": req, "op": "broadcast", "command": command,
+                             "timeout": timeout})
+        deadline = time.monotonic() + timeout + 5
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ztp.Timeout(f"no CONTROL-REPLY to broadcast {command!r}")
+            reply = c.recv(left)
+            if reply.command == ztp.CONTROL_REPLY and reply.body.get("req") == req:
+                if not reply.body.get("ok"):
+                    raise ztp.ControlError("broadcast", reply.body.get("error"))
+                return reply.body["result"]
+
     # -- results ------------------------------------------------------------
 
     def meta(self, task_id):
@@ -696,6 +743,16 @@ def cluster(request, redis_server, tmp_path):
 
 
 @pytest.fixture
+def own_redis(cluster, tmp_path):
+    """A redis-server of this test alone (the test may kill and restart it);
+    the cluster writes its results there. Stopped at the end."""
+    server = RedisServer(tmp_path / "own-redis")
+    cluster.use_redis(server)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def broker(cluster):
     """A broker with a short heartbeat (200 ms x 3) so liveness is fast."""
     return cluster.start_broker(heartbeat_ms=200, liveness=3)
@@ -762,6 +819,24 @@ def pytest_runtest_makereport(item, call):
         return
     for p in c.procs:
         rep.sections.append((f"{p.name}: {' '.join(p.argv)}", p.log_text()))
+
+
+# Lines a test wants in the run's closing summary, whether or not pytest
+# shows its output (-s): the chaos suite's `accepted / finished / lost /
+# rerun` line. Appended through the `summary_lines` fixture.
+SUMMARY_LINES = []
+
+
+@pytest.fixture
+def summary_lines():
+    return SUMMARY_LINES
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if SUMMARY_LINES:
+        terminalreporter.section("zt summary")
+        for line in SUMMARY_LINES:
+            terminalreporter.write_line(line)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -243,6 +243,82 @@ static void test_subscribe_unreachable(void) {
     zt_backend_destroy(&b);
 }
 
+/* The bound on held states (zt_backend_set_limit), with Redis away: the
+ * oldest STARTED/PROGRESS/RETRY goes first, then the oldest result; the
+ * caller hears of each dropped RETRY or result, never of the newest state. */
+typedef struct {
+    char ids[16][16];
+    char statuses[16][12];
+    int n;
+} lost_log_t;
+
+static void on_lost(const char *id, const char *status, void *arg) {
+    lost_log_t *log = arg;
+    if (log->n < 16) {
+        snprintf(log->ids[log->n], sizeof log->ids[0], "%s", id);
+        snprintf(log->statuses[log->n], sizeof log->statuses[0], "%s", status);
+    }
+    log->n++;
+}
+
+static void test_limit_without_redis(void) {
+    int port = free_port(); /* nothing listens there */
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/1", port);
+    zt_backend_t *b = zt_backend_new_lazy(url, NULL);
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    lost_log_t log = {0};
+    zt_backend_set_limit(b, 3, on_lost, &log);
+    CHECK_INT(zt_backend_queue_state(b, "a", "SUCCESS", NULL, NULL, 60), 0);
+    CHECK_INT(zt_backend_queue_state(b, "b", "STARTED", NULL, NULL, 60), 0);
+    CHECK_INT(zt_backend_queue_state(b, "c", "RETRY", NULL, NULL, 60), 0);
+    CHECK_INT(zt_backend_pending(b), 3);
+    /* full: the oldest spare state (b's STARTED) goes, silently */
+    CHECK_INT(zt_backend_queue_state(b, "d", "SUCCESS", NULL, NULL, 60), 0);
+    CHECK_INT(zt_backend_pending(b), 3);
+    CHECK_INT(log.n, 0);
+    /* then c's RETRY (the caller hears: a DONE waits for it), not a lost result */
+    CHECK_INT(zt_backend_queue_state(b, "e", "FAILURE", NULL, NULL, 60), 0);
+    CHECK_INT(log.n, 1);
+    CHECK_STR(log.ids[0], "c");
+    CHECK_STR(log.statuses[0], "RETRY");
+    CHECK_INT(zt_backend_lost(b), 0);
+    /* only results left: the oldest result goes, and counts as lost */
+    CHECK_INT(zt_backend_queue_state(b, "f", "STARTED", NULL, NULL, 60), 0);
+    CHECK_INT(log.n, 2);
+    CHECK_STR(log.ids[1], "a");
+    CHECK_STR(log.statuses[1], "SUCCESS");
+    CHECK_INT(zt_backend_lost(b), 1);
+    /* a newer state of f supersedes its STARTED (no drop needed) */
+    CHECK_INT(zt_backend_queue_state(b, "f", "SUCCESS", NULL, NULL, 60), 0);
+    CHECK_INT(zt_backend_pending(b), 3);
+    CHECK_INT(log.n, 2);
+    /* many more: pending stays at the bound, each result past it is lost */
+    for (int i = 0; i < 100; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "x%d", i);
+        CHECK_INT(zt_backend_queue_state(b, id, "SUCCESS", NULL, NULL, 60), 0);
+    }
+    CHECK_INT(zt_backend_pending(b), 3);
+    CHECK_INT(zt_backend_lost(b), 101);
+    CHECK_INT(log.n, 102);
+    CHECK_STR(log.ids[2], "d");
+    CHECK_STR(log.ids[3], "e");
+    CHECK_STR(log.ids[4], "f");
+    CHECK_STR(log.ids[5], "x0");
+    /* sending fails (nobody listens) and keeps what is held */
+    CHECK_INT(zt_backend_send(b), ZT_ERR_BACKEND);
+    CHECK(!zt_backend_connected(b));
+    CHECK_INT(zt_backend_pending(b), 3);
+    /* a smaller bound applies at once */
+    zt_backend_set_limit(b, 1, on_lost, &log);
+    CHECK_INT(zt_backend_pending(b), 1);
+    CHECK_INT(zt_backend_lost(b), 103);
+    zt_backend_destroy(&b);
+}
+
 /* ---- against a private redis-server ---- */
 
 static void test_backend_roundtrip(void) {
@@ -547,6 +623,81 @@ static void test_subscribe_other_db(void) {
     redis_down(&redis);
 }
 
+static const char *status_of(zt_backend_t *b, const char *id, char *buf, size_t size) {
+    json_t *meta = NULL;
+    snprintf(buf, size, "(none)");
+    if (zt_backend_get(b, id, &meta) == 0)
+        snprintf(buf, size, "%s", json_string_value(json_object_get(meta, "status")));
+    json_decref(meta);
+    return buf;
+}
+
+/* A result is never overwritten by STARTED, PROGRESS or RETRY (a second run
+ * of the task that dies half way must not hide the first run's result), also
+ * when Celery wrote it with its own spacing; a result replaces anything. */
+static void test_result_not_overwritten(void) {
+    redis_t redis;
+    if (!redis_up(&redis, "test_result_not_overwritten"))
+        return;
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/2", redis.port);
+    zt_backend_t *b = zt_backend_new(url, NULL);
+    CHECK(b != NULL);
+    if (!b) {
+        redis_down(&redis);
+        return;
+    }
+    char buf[32];
+    json_t *seven = json_integer(7);
+    /* nothing there yet: STARTED is written, with its TTL */
+    CHECK_INT(zt_backend_queue_state(b, "g1", "STARTED", NULL, NULL, 100), 0);
+    CHECK_INT(zt_backend_flush(b), 0);
+    CHECK_STR(status_of(b, "g1", buf, sizeof buf), "STARTED");
+    long long ttl = redis_ttl(redis.port, 2, "celery-task-meta-g1");
+    CHECK(ttl > 90 && ttl <= 100);
+    CHECK_INT(zt_backend_queue_state(b, "g1", "SUCCESS", seven, NULL, 100), 0);
+    CHECK_INT(zt_backend_flush(b), 0);
+    const char *later[] = {"STARTED", "PROGRESS", "RETRY"};
+    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
+        CHECK_INT(zt_backend_queue_state(b, "g1", later[i], NULL, NULL, 100), 0);
+        CHECK_INT(zt_backend_flush(b), 0);
+        CHECK_STR(status_of(b, "g1", buf, sizeof buf), "SUCCESS");
+    }
+    /* several in one pipeline, around a result of another task */
+    CHECK_INT(zt_backend_queue_state(b, "g1", "RETRY", NULL, NULL, 100), 0);
+    CHECK_INT(zt_backend_queue_state(b, "g2", "SUCCESS", seven, NULL, 100), 0);
+    CHECK_INT(zt_backend_queue_state(b, "g2", "PROGRESS", NULL, NULL, 100), 0);
+    CHECK_INT(zt_backend_flush(b), 0);
+    CHECK_STR(status_of(b, "g1", buf, sizeof buf), "SUCCESS");
+    CHECK_STR(status_of(b, "g2", buf, sizeof buf), "SUCCESS");
+    /* a result replaces a result (the last run to finish wins) */
+    CHECK_INT(zt_backend_queue_state(b, "g1", "FAILURE", NULL, NULL, 100), 0);
+    CHECK_INT(zt_backend_flush(b), 0);
+    CHECK_STR(status_of(b, "g1", buf, sizeof buf), "FAILURE");
+    CHECK_INT(zt_backend_queue_state(b, "g1", "STARTED", NULL, NULL, 100), 0);
+    CHECK_INT(zt_backend_flush(b), 0);
+    CHECK_STR(status_of(b, "g1", buf, sizeof buf), "FAILURE");
+    /* written by Celery (json.dumps spacing) */
+    redisContext *c = redisConnect("127.0.0.1", redis.port);
+    CHECK(c && !c->err);
+    if (c && !c->err) {
+        redisReply *r = redisCommand(c, "SELECT 2");
+        freeReplyObject(r);
+        r = redisCommand(c, "SET celery-task-meta-g3 %s",
+                         "{\"status\": \"REVOKED\", \"result\": null, \"task_id\": \"g3\"}");
+        CHECK(r && r->type == REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+    }
+    if (c)
+        redisFree(c);
+    CHECK_INT(zt_backend_queue_state(b, "g3", "PROGRESS", NULL, NULL, 100), 0);
+    CHECK_INT(zt_backend_flush(b), 0);
+    CHECK_STR(status_of(b, "g3", buf, sizeof buf), "REVOKED");
+    json_decref(seven);
+    zt_backend_destroy(&b);
+    redis_down(&redis);
+}
+
 /* RUN, but a test that skipped for want of redis-server says "skip". */
 static const char *outcome(int failures_before, int skipped_before) {
     if (zt_test_failures != failures_before)
@@ -565,9 +716,11 @@ int main(void) {
     zt_log_setup("test_backend", ZT_LOG_WARNING, NULL);
     RUN(test_backend_urls);
     RUN(test_subscribe_unreachable);
+    RUN(test_limit_without_redis);
     RUN_REDIS(test_backend_roundtrip);
     RUN_REDIS(test_subscribe_meta);
     RUN_REDIS(test_subscribe_other_db);
+    RUN_REDIS(test_result_not_overwritten);
     if (skipped)
         fprintf(stderr, "SKIPPED %d Redis test(s): redis-server not found\n", skipped);
     return zt_test_summary();
