@@ -54,7 +54,7 @@ typedef struct {
     const char *fault_file;
 } broker_journal_options_t;
 
-#define BROKER_JOURNAL_BATCH_MS_DEFAULT 0
+#define BROKER_JOURNAL_BATCH_MS_DEFAULT 1
 #define BROKER_JOURNAL_COMPACT_BYTES_DEFAULT (64LL * 1024 * 1024)
 
 /* Fills opts with the defaults (dir NULL: the caller must set it). */
