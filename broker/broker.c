@@ -18,6 +18,8 @@
  * entry). Up to BATCH_MAX messages are handled per wakeup before timers,
  * the journal commit and the dispatch pass run. */
 #include "broker.h"
+#include "beat.h"
+#include "recent.h"
 #include "broadcast.h"
 #include "control.h"
 #include "events.h"
@@ -94,6 +96,8 @@ struct broker {
     broker_timer_heap_t *timers; /* scheduled tasks by due time (monotonic usecs) */
     broker_workers_t *workers;
     broker_broadcasts_t *broadcasts; /* client broadcasts waiting for workers */
+    broker_beat_t *beat;             /* beat lease and schedule entries' last fires */
+    broker_recent_t *recent;         /* ids of tasks finished lately (duplicate-id) */
     zhashx_t *revoked_ids;           /* unknown ids revoked (set); keys owned by the hash */
     char **revoked_ring;             /* same ids in arrival order, for FIFO eviction */
     size_t revoked_next;
@@ -441,6 +445,7 @@ static broker_task_t *find_task(broker_t *self, const char *id, size_t len) {
 /* Forgets a finished task: out of the hash, which frees the record. */
 static void forget_task(broker_t *self, broker_task_t *t) {
     j_id(self, BROKER_JREC_DONE, t);
+    broker_recent_add(self->recent, broker_task_id(t));
     self->queued_bytes -= broker_task_size(t);
     zhashx_delete(self->tasks, broker_task_id(t));
 }
@@ -623,6 +628,11 @@ static void handle_submit(broker_t *self, const void *identity, size_t isize, co
     if (zhashx_lookup(self->tasks, id)) {
         reject(self, identity, isize, id, ZT_WIRE_DUPLICATE_ID,
                "the broker already holds a task with this id", false);
+        return;
+    }
+    if (broker_recent_has(self->recent, id)) {
+        reject(self, identity, isize, id, ZT_WIRE_DUPLICATE_ID,
+               "a task with this id finished lately", false);
         return;
     }
     broker_queue_t *queue = get_queue(self, msg.queue, msg.queue_len, true);
@@ -1651,7 +1661,22 @@ static void replay_apply(void *arg, const broker_jrec_t *rec) {
         remember_revoked(self, id);
         return;
     }
+    if (rec->type == BROKER_JREC_BEAT_FIRE) {
+        char entry[ZT_NAME_MAX + 1];
+        cstr(entry, sizeof entry, rec->name, rec->name_len);
+        broker_beat_set_fire(self->beat, entry, rec->due);
+        return;
+    }
     broker_task_t *t = find_task(self, rec->id, rec->id_len);
+    if (rec->type == BROKER_JREC_DONE) {
+        /* finished ids are remembered (duplicate-id), also those a
+         * snapshot lists without their task */
+        char id[ZT_ID_MAX + 1];
+        cstr(id, sizeof id, rec->id, rec->id_len);
+        broker_recent_add(self->recent, id);
+        if (!t)
+            return;
+    }
     if (!t) {
         /* its ADD was in a damaged region, or it finished already */
         self->replay_missing++;
@@ -1767,6 +1792,22 @@ static int snapshot_state(void *arg, broker_journal_t *journal) {
             broker_journal_snapshot_put(journal, &rec);
         }
     }
+    for (size_t i = 0; i < broker_recent_size(self->recent); i++) {
+        const char *id = broker_recent_at(self->recent, i);
+        broker_jrec_t rec = {.type = BROKER_JREC_DONE, .id = id, .id_len = strlen(id)};
+        broker_journal_snapshot_put(journal, &rec);
+    }
+    for (size_t i = 0; i < broker_beat_entries(self->beat); i++) {
+        double last;
+        const char *entry = broker_beat_entry_at(self->beat, i, &last, NULL);
+        if (last > 0) {
+            broker_jrec_t rec = {.type = BROKER_JREC_BEAT_FIRE,
+                                 .name = entry,
+                                 .name_len = strlen(entry),
+                                 .due = last};
+            broker_journal_snapshot_put(journal, &rec);
+        }
+    }
     return 0;
 }
 
@@ -1837,6 +1878,8 @@ broker_t *broker_new(const broker_options_t *opts, int *err) {
     self->timers = broker_timer_heap_new(broker_task_heap_setpos);
     self->workers = broker_workers_new();
     self->broadcasts = broker_broadcasts_new();
+    self->beat = broker_beat_new();
+    self->recent = broker_recent_new(BROKER_RECENT_DEFAULT);
     self->revoked_ids = zhashx_new();
     self->revoked_ring = zt_calloc(REVOKED_IDS_MAX, sizeof *self->revoked_ring);
     msgpack_zone_init(&self->zone, ZONE_CHUNK);
@@ -1907,6 +1950,8 @@ void broker_destroy(broker_t **self_p) {
     broker_events_destroy(&self->events);
     /* unlink every task from lists and the heap, then free the records */
     broker_broadcasts_destroy(&self->broadcasts);
+    broker_beat_destroy(&self->beat);
+    broker_recent_destroy(&self->recent);
     broker_workers_destroy(&self->workers);
     zhashx_destroy(&self->queues);
     broker_timer_heap_destroy(&self->timers);
@@ -1994,6 +2039,19 @@ broker_workers_t *broker_workers(broker_t *self) {
 
 broker_timer_heap_t *broker_timers(broker_t *self) {
     return self->timers;
+}
+
+broker_beat_t *broker_beat(broker_t *self) {
+    return self->beat;
+}
+
+bool broker_beat_record_fire(broker_t *self, const char *entry, double fire) {
+    if (!broker_beat_set_fire(self->beat, entry, fire))
+        return false;
+    broker_jrec_t rec = {
+        .type = BROKER_JREC_BEAT_FIRE, .name = entry, .name_len = strlen(entry), .due = fire};
+    broker_journal_append(self->journal, &rec);
+    return true;
 }
 
 double broker_due_to_wall(const broker_t *self, int64_t due) {

@@ -124,6 +124,13 @@ broker_queue_t **broker_queue_list(broker_t *self, size_t *count);
 broker_workers_t *broker_workers(broker_t *self);
 broker_timer_heap_t *broker_timers(broker_t *self);
 
+/* zmqbeat's lease and entries (beat.h), and recording that an entry fired:
+ * updates its last fire time if later and journals it; false if not later
+ * (or too many entries). */
+typedef struct broker_beat broker_beat_t;
+broker_beat_t *broker_beat(broker_t *self);
+bool broker_beat_record_fire(broker_t *self, const char *entry, double fire);
+
 /* Converts a timer heap due time (monotonic usecs) to unix seconds. */
 double broker_due_to_wall(const broker_t *self, int64_t due);
 

@@ -2,6 +2,7 @@
  * {req, ok, result}. Listings count first and pack second because
  * MessagePack needs array sizes up front. */
 #include "control.h"
+#include "beat.h"
 #include "broadcast.h"
 #include "zt_clock.h"
 #include "zt_codec.h"
@@ -162,6 +163,127 @@ static int op_scheduled(ctx_t *c) {
         zt_pack_kv_double(c->pk, "eta", broker_due_to_wall(c->broker, due));
         zt_pack_kv_uint(c->pk, "retries", broker_task_retries(t));
         zt_pack_kv_int(c->pk, "priority", broker_task_priority(t));
+    }
+    return 0;
+}
+
+/* ---- zmqbeat (PROTOCOL.md §5.3) ---- */
+
+/* Copies the string at key into buf as a name (task-name characters).
+ * Returns 0, or fills the error. */
+static int get_name(ctx_t *c, const char *key, char *buf, size_t size) {
+    const char *s;
+    size_t len;
+    if (zt_mp_get_str(c->request, key, &s, &len) != 0 || len >= size ||
+        !zt_taskmsg_valid_name(s, len)) {
+        snprintf(c->error, sizeof c->error,
+                 "%s: '%s' must be 1-%zu characters of A-Z a-z 0-9 _ . : -", "beat", key, size - 1);
+        return ZT_ERR_INVALID;
+    }
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return 0;
+}
+
+/* beat-lease {beat, lease_ms, entries: {name: next_fire}} ->
+ * {leader, holder, lease_ms, last_fires: {name: unix seconds}} */
+static int op_beat_lease(ctx_t *c) {
+    char name[BROKER_BEAT_NAME_MAX + 1];
+    uint64_t lease_ms = 15000;
+    if (get_name(c, "beat", name, sizeof name) != 0)
+        return ZT_ERR_INVALID;
+    int rc = zt_mp_get_uint(c->request, "lease_ms", &lease_ms);
+    if (rc == ZT_ERR_INVALID || lease_ms < 100 || lease_ms > 3600000) {
+        snprintf(c->error, sizeof c->error, "beat-lease: 'lease_ms' must be 100-3600000");
+        return ZT_ERR_INVALID;
+    }
+    broker_beat_t *beat = broker_beat(c->broker);
+    int64_t now = zt_clock_mono_us();
+    bool leader = broker_beat_lease(beat, name, (int64_t)lease_ms * 1000, now);
+    const msgpack_object *entries = zt_mp_get(c->request, "entries");
+    if (leader && entries && entries->type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t i = 0; i < entries->via.map.size; i++) {
+            const msgpack_object_kv *kv = &entries->via.map.ptr[i];
+            char entry[ZT_NAME_MAX + 1];
+            double next;
+            if (zt_mp_copy_str(&kv->key, entry, sizeof entry) != 0 ||
+                !zt_taskmsg_valid_name(entry, strlen(entry)))
+                continue;
+            if (kv->val.type == MSGPACK_OBJECT_FLOAT64 || kv->val.type == MSGPACK_OBJECT_FLOAT32)
+                next = kv->val.via.f64;
+            else if (kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+                next = (double)kv->val.via.u64;
+            else
+                continue;
+            broker_beat_set_next(beat, entry, next);
+        }
+    }
+    size_t n = broker_beat_entries(beat);
+    msgpack_pack_map(c->pk, 4);
+    zt_pack_kv_bool(c->pk, "leader", leader);
+    zt_pack_kv_cstr(c->pk, "holder", broker_beat_leader(beat, now, NULL));
+    zt_pack_kv_uint(c->pk, "lease_ms", lease_ms);
+    zt_pack_cstr(c->pk, "last_fires");
+    size_t fired = 0;
+    for (size_t i = 0; i < n; i++) {
+        double last;
+        broker_beat_entry_at(beat, i, &last, NULL);
+        fired += last > 0;
+    }
+    msgpack_pack_map(c->pk, fired);
+    for (size_t i = 0; i < n; i++) {
+        double last;
+        const char *entry = broker_beat_entry_at(beat, i, &last, NULL);
+        if (last > 0)
+            zt_pack_kv_double(c->pk, entry, last);
+    }
+    return 0;
+}
+
+/* beat-fired {beat, entry, fire, next} -> {recorded}; only the leader may */
+static int op_beat_fired(ctx_t *c) {
+    char name[BROKER_BEAT_NAME_MAX + 1], entry[ZT_NAME_MAX + 1];
+    double fire;
+    if (get_name(c, "beat", name, sizeof name) != 0 ||
+        get_name(c, "entry", entry, sizeof entry) != 0)
+        return ZT_ERR_INVALID;
+    if (zt_mp_get_double(c->request, "fire", &fire) != 0 || !(fire > 0 && fire < 1e11)) {
+        snprintf(c->error, sizeof c->error, "beat-fired: 'fire' must be unix seconds");
+        return ZT_ERR_INVALID;
+    }
+    const char *holder = broker_beat_leader(broker_beat(c->broker), zt_clock_mono_us(), NULL);
+    if (strcmp(holder, name) != 0) {
+        snprintf(c->error, sizeof c->error, "not-leader: the beat lease is held by '%s'",
+                 *holder ? holder : "nobody");
+        return ZT_ERR_INVALID;
+    }
+    bool recorded = broker_beat_record_fire(c->broker, entry, fire);
+    double next;
+    if (zt_mp_get_double(c->request, "next", &next) == 0 && next > fire && next < 1e11)
+        broker_beat_set_next(broker_beat(c->broker), entry, next);
+    msgpack_pack_map(c->pk, 1);
+    zt_pack_kv_bool(c->pk, "recorded", recorded);
+    return 0;
+}
+
+/* beat -> {leader, lease_left, entries: [{name, last_fire, next_fire}]} */
+static int op_beat(ctx_t *c) {
+    broker_beat_t *beat = broker_beat(c->broker);
+    int64_t now = zt_clock_mono_us(), expires;
+    const char *leader = broker_beat_leader(beat, now, &expires);
+    size_t n = broker_beat_entries(beat);
+    msgpack_pack_map(c->pk, 3);
+    zt_pack_kv_cstr(c->pk, "leader", leader);
+    zt_pack_kv_double(c->pk, "lease_left", *leader ? usecs_to_s(expires - now) : 0.0);
+    zt_pack_cstr(c->pk, "entries");
+    msgpack_pack_array(c->pk, n);
+    for (size_t i = 0; i < n; i++) {
+        double last, next;
+        const char *entry = broker_beat_entry_at(beat, i, &last, &next);
+        msgpack_pack_map(c->pk, 3);
+        zt_pack_kv_cstr(c->pk, "name", entry);
+        zt_pack_kv_double(c->pk, "last_fire", last);
+        zt_pack_kv_double(c->pk, "next_fire", next);
     }
     return 0;
 }
@@ -358,10 +480,20 @@ static const struct {
     const char *name;
     op_fn *fn;
 } ops[] = {
-    {"ping", op_ping},     {"queues", op_queues},       {"workers", op_workers},
-    {"purge", op_purge},   {"revoke", op_revoke},       {"scheduled", op_scheduled},
-    {"active", op_active}, {"reserved", op_reserved},   {"registered", op_registered},
-    {"stats", op_stats},   {"broadcast", op_broadcast},
+    {"ping", op_ping},
+    {"queues", op_queues},
+    {"workers", op_workers},
+    {"purge", op_purge},
+    {"revoke", op_revoke},
+    {"scheduled", op_scheduled},
+    {"active", op_active},
+    {"reserved", op_reserved},
+    {"registered", op_registered},
+    {"stats", op_stats},
+    {"broadcast", op_broadcast},
+    {"beat-lease", op_beat_lease},
+    {"beat-fired", op_beat_fired},
+    {"beat", op_beat},
 };
 
 int broker_control_handle(broker_t *broker, const void *client, size_t client_size,

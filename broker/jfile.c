@@ -124,6 +124,8 @@ static size_t payload_size(const broker_jrec_t *rec) {
         return 1 + rec->queue_len;
     case BROKER_JREC_END:
         return 16;
+    case BROKER_JREC_BEAT_FIRE:
+        return 9 + rec->name_len;
     }
     ZT_ASSERT(!"unknown journal record type");
     return 0;
@@ -192,6 +194,12 @@ size_t broker_jrec_encode(broker_jbuf_t *buf, const broker_jrec_t *rec) {
     case BROKER_JREC_END:
         put_u64(p, rec->count);
         put_u64(p + 8, rec->count2);
+        break;
+    case BROKER_JREC_BEAT_FIRE:
+        put_f64(p, rec->due);
+        p[8] = (unsigned char)rec->name_len;
+        p += 9;
+        put_bytes(&p, rec->name, rec->name_len);
         break;
     }
     /* the CRC covers the header's first 8 bytes and the payload */
@@ -314,6 +322,20 @@ int broker_jrec_decode(int type, const void *payload, size_t size, broker_jrec_t
         }
         rec->queue = (const char *)p + 1;
         rec->queue_len = p[0];
+        return 0;
+    case BROKER_JREC_BEAT_FIRE:
+        if (size < 9 || (size_t)p[8] + 9 != size ||
+            !zt_taskmsg_valid_name((const char *)p + 9, p[8])) {
+            *why = "BEAT_FIRE record has a bad entry name";
+            return ZT_ERR_INVALID;
+        }
+        rec->due = get_f64(p);
+        if (!good_time(rec->due)) {
+            *why = "BEAT_FIRE record has a bad fire time";
+            return ZT_ERR_INVALID;
+        }
+        rec->name = (const char *)p + 9;
+        rec->name_len = p[8];
         return 0;
     case BROKER_JREC_END:
         if (size != 16) {

@@ -38,7 +38,8 @@ typedef enum {
     BROKER_JREC_DONE = 7,       /* finished: forget it */
     BROKER_JREC_PURGE = 8,      /* every ready task of a queue (or all queues) purged */
     BROKER_JREC_REVOKED_ID = 9, /* an id revoked before the broker knew it */
-    BROKER_JREC_END = 10        /* snapshot complete: counts of what it holds */
+    BROKER_JREC_END = 10,       /* snapshot complete: counts of what it holds */
+    BROKER_JREC_BEAT_FIRE = 11  /* a beat schedule entry (name) last fired at due */
 } broker_jrec_type_t;
 
 /* ADD flags */

@@ -628,6 +628,8 @@ static int show(ctl_t *ctl, const char *op) {
         zmqctl_format_scheduled(stdout, result, now);
     else if (!strcmp(op, "stats"))
         zmqctl_format_stats(stdout, result);
+    else if (!strcmp(op, "beat"))
+        zmqctl_format_beat(stdout, result, now);
     else {
         char broker[256];
         const json_t *uptime = json_object_get(result, "uptime");
@@ -722,6 +724,11 @@ static int cmd_inspect(ctl_t *ctl, const command_t *cmd, int argc, char **argv) 
         /* Timers live in the broker, not in the workers. */
         status = s.destination ? usage_error(cmd, "%s", "-d does not apply to scheduled")
                                : show(ctl, "scheduled");
+        /* and the periodic tasks zmqbeat sends (--json: `zmqctl beat --json`) */
+        if (!status && !ctl->json) {
+            printf("\n");
+            status = show(ctl, "beat");
+        }
         json_decref(s.destination);
         return status;
     }
@@ -854,6 +861,12 @@ static const command_t commands[] = {
      "\n"
      "Prints the broker's counters: submitted, accepted, rejected, dispatched,\n"
      "succeeded, failed, retried, revoked, expired, redelivered, protocol errors...\n",
+     "", plain_long, cmd_list},
+    {"beat", "zmqbeat: the leader, each periodic entry's last and next fire",
+     "Usage: zmqctl beat\n"
+     "\n"
+     "Shows which zmqbeat holds the lease (and for how long still) and, for each\n"
+     "schedule entry the broker knows, its last fire and the leader's next fire.\n",
      "", plain_long, cmd_list},
     {"inspect", "ask the workers: ping|active|reserved|registered|stats; or scheduled",
      "Usage: zmqctl inspect ping|active|scheduled|reserved|registered|stats\n"

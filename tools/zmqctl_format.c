@@ -517,3 +517,50 @@ void zmqctl_format_worker_replies(FILE *out, const char *command, const json_t *
     zmqctl_table_print(table, out);
     zmqctl_table_destroy(&table);
 }
+
+/* A unix time as "2026-11-28T08:00:00 (in 3m)" or "-" when 0. */
+static char *when_text(double t, double now, char *buf, size_t size) {
+    if (t <= 0) {
+        snprintf(buf, size, "-");
+        return buf;
+    }
+    char iso[40], d[32];
+    zt_clock_iso8601(t, iso, sizeof iso);
+    iso[19] = '\0';
+    if (t >= now)
+        snprintf(buf, size, "%s (in %s)", iso, duration_text(t - now, d, sizeof d));
+    else
+        snprintf(buf, size, "%s (%s ago)", iso, duration_text(now - t, d, sizeof d));
+    return buf;
+}
+
+void zmqctl_format_beat(FILE *out, const json_t *result, double now) {
+    const char *leader = json_string_value(json_object_get(result, "leader"));
+    double left = 0;
+    field_number(result, "lease_left", &left);
+    if (leader && *leader)
+        fprintf(out, "beat leader: %s (lease %.1f s left)\n", leader, left);
+    else
+        fprintf(out, "beat leader: none\n");
+    const json_t *entries = json_object_get(result, "entries");
+    if (!json_is_array(entries) || json_array_size(entries) == 0) {
+        fprintf(out, "No periodic entries\n");
+        return;
+    }
+    static const char *const headers[] = {"ENTRY", "LAST FIRE (UTC)", "NEXT FIRE (UTC)"};
+    zmqctl_table_t *table = zmqctl_table_new(3, headers);
+    size_t i;
+    const json_t *e;
+    json_array_foreach(entries, i, e) {
+        char name[256], last[80], next[80];
+        double l = 0, n = 0;
+        field_number(e, "last_fire", &l);
+        field_number(e, "next_fire", &n);
+        const char *row[] = {field_cell(e, "name", name, sizeof name),
+                             when_text(l, now, last, sizeof last),
+                             when_text(n, now, next, sizeof next)};
+        zmqctl_table_add(table, row);
+    }
+    zmqctl_table_print(table, out);
+    zmqctl_table_destroy(&table);
+}

@@ -48,6 +48,9 @@ void zmqctl_format_scheduled(FILE *out, const json_t *result, double now);
 void zmqctl_format_registered(FILE *out, const json_t *result);
 void zmqctl_format_stats(FILE *out, const json_t *result);
 
+/* zmqbeat's lease holder and entries (CONTROL op beat). */
+void zmqctl_format_beat(FILE *out, const json_t *result, double now);
+
 /* Workers' answers to a broadcast (`inspect ping|active|reserved|registered|
  * stats`, `control shutdown`): replies maps worker name -> answer. */
 void zmqctl_format_worker_replies(FILE *out, const char *command, const json_t *replies,

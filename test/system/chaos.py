@@ -526,8 +526,9 @@ class ChaosRun:
         """Attempts started more than once, from every worker incarnation's
         log ("task started: NAME[ID] attempt N", one write(2) per line, so
         SIGKILL loses none). Also sets rerun_resubmitted: how many of those
-        are tasks the client submitted more than once (a broker that had
-        finished and forgotten the first copy accepts the second)."""
+        are tasks the client submitted more than once (the broker refuses a
+        repeated id while it holds the task and for its last 65,536 finished
+        ones, so this should stay 0)."""
         starts = {}
         for i in range(3):
             path = self.dir / f"worker{i + 1}.log"

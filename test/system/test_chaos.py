@@ -16,7 +16,9 @@ The other tests pin down what chaos found, one fault at a time.
 import os
 import re
 import sys
+import json
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -121,13 +123,13 @@ def test_worker_sigkill_during_redis_outage_loses_nothing(cluster, own_redis):
 
 
 @pytest.mark.zt_timeout(60)
-def test_resubmitted_id_is_deduplicated_while_held_and_rerun_once_forgotten(cluster):
+def test_resubmitted_id_is_deduplicated_while_held_and_after_it_finished(cluster):
     """What the chaos client relies on: a SUBMIT repeated with the same id
     (its ACCEPTED was lost) is answered REJECTED duplicate-id while the
     broker holds the task, also after a crash (the journal brought it back),
     and that reply, like ACCEPTED, waits for the journal. Once the task has
-    finished the broker has forgotten it: the same id is a new task and runs
-    again."""
+    finished the broker still remembers its id (the last 65,536 finished,
+    across restarts): a repeat is refused, not run again."""
     b1 = cluster.start_broker(heartbeat_ms=200, liveness=3)
     client = cluster.client()
     msg = ztp.task_message("builtin.add", args=[1, 2], queue="dup")
@@ -146,8 +148,16 @@ def test_resubmitted_id_is_deduplicated_while_held_and_rerun_once_forgotten(clus
                message="the worker to log the task")
     wait_until(lambda: not any(q["in_flight"] or q["ready"] for q in client.control("queues")
                                if q["name"] == "dup"), 10, message="the broker to forget it")
-    assert client.submit(msg).accepted  # forgotten: a new task with the same id
-    wait_until(lambda: started_count(w, msg["id"]) == 2, 10, message="the second run")
+    again = client.submit(msg)
+    assert again.rejected and again.code == "duplicate-id", again
+    b2.proc.stop()
+    b3 = cluster.start_broker(heartbeat_ms=200, liveness=3, port=b1.port,
+                              events_port=b1.events_port)
+    client = cluster.client(broker=b3)
+    again = client.submit(msg)
+    assert again.rejected and again.code == "duplicate-id", again
+    time.sleep(0.5)
+    assert started_count(w, msg["id"]) == 1
 
 
 @pytest.mark.zt_timeout(60)
@@ -156,11 +166,13 @@ def test_rerun_that_dies_does_not_hide_the_first_result(cluster, broker, client)
     STARTED over the first run's SUCCESS, then its worker was killed; the
     first worker answered the next redelivery from memory, so Redis kept
     STARTED for good. Now STARTED/PROGRESS/RETRY never replace a result."""
-    w1 = cluster.start_worker(queues=["rr"], concurrency=1)
-    tid = client.submit_ok("builtin.add", args=[20, 22], queue="rr")
+    # the first run's result, as its worker wrote it (Celery's layout); the
+    # broker never saw this id, so it takes the task as a redelivery would
+    tid = str(uuid.uuid4())
+    cluster.redis.set(f"celery-task-meta-{tid}", json.dumps(
+        {"status": "SUCCESS", "result": 42, "traceback": None, "children": [],
+         "date_done": "2026-01-01T00:00:00.000000", "task_id": tid}))
     assert cluster.wait_result(tid)["result"] == 42
-    # the same id again (as a redelivery would), a slow task this time
-    w1.stop()
     w2 = cluster.start_worker(queues=["rr"], concurrency=1)
     assert client.submit_ok("builtin.progress", args=[50, 0.05], queue="rr", id=tid) == tid
     wait_until(lambda: started_count(w2, tid) == 1, 10, message="the second run to start")
