@@ -6,7 +6,7 @@
  *   child -> parent  {t: "progress", current: float, total: float, message: str}
  *                    {t: "done", outcome: uint, result: any, exc_type: str,
  *                     exc_module: str|nil, message: str, traceback: str|nil,
- *                     countdown: float, maxrss: uint}
+ *                     countdown: float, permanent: bool, maxrss: uint}
  * The parent's ends are non-blocking and read into a per-slot buffer; a
  * child's end is blocking (it has nothing else to do). A child that breaks
  * the format is killed: it is our own code misbehaving, not a peer to argue with. */
@@ -149,7 +149,7 @@ static void child_send_done(child_ctx_t *ctx, worker_task_t *task, bool measure_
     frame_begin(sbuf, &pk);
     worker_outcome_t outcome = worker_task_outcome(task);
     bool success = outcome == WORKER_OUTCOME_SUCCESS;
-    msgpack_pack_map(&pk, success ? 4 : 9);
+    msgpack_pack_map(&pk, success ? 4 : 10);
     zt_pack_kv_cstr(&pk, "t", "done");
     zt_pack_kv_uint(&pk, "outcome", (uint64_t)outcome);
     zt_pack_kv_uint(&pk, "maxrss", ru.ru_maxrss > 0 ? (uint64_t)ru.ru_maxrss : 0);
@@ -171,6 +171,7 @@ static void child_send_done(child_ctx_t *ctx, worker_task_t *task, bool measure_
         zt_pack_kv_cstr(&pk, "message", worker_task_message(task));
         zt_pack_kv_cstr(&pk, "traceback", worker_task_traceback(task));
         zt_pack_kv_double(&pk, "countdown", worker_task_countdown(task));
+        zt_pack_kv_bool(&pk, "permanent", worker_task_permanent(task));
     }
     frame_end(sbuf);
     child_write(ctx->fd, sbuf->data, sbuf->size);
@@ -184,6 +185,8 @@ static void child_run(worker_pool_t *pool, int fd, const char *data, size_t size
     uint64_t retries = 0;
     json_t *args = NULL, *kwargs = NULL;
     worker_task_fn_t *fn = NULL;
+    const worker_task_options_t *opts = NULL;
+    int max_retries = -1;
     const char *problem = NULL;
     char reason[256];
     const msgpack_object *root = zt_decoder_parse(pool->decoder, data, size);
@@ -204,7 +207,12 @@ static void child_run(worker_pool_t *pool, int fd, const char *data, size_t size
         } else {
             memcpy(name, tm.task, tm.task_len);
             name[tm.task_len] = '\0';
-            fn = worker_registry_lookup(pool->config.registry, tm.task, tm.task_len, NULL);
+            fn = worker_registry_lookup(pool->config.registry, tm.task, tm.task_len, &opts);
+            /* the parent's order: message, registry, configuration */
+            max_retries = tm.max_retries >= 0              ? tm.max_retries
+                          : opts && opts->max_retries >= 0 ? opts->max_retries
+                          : pool->config.settings ? (int)pool->config.settings->task_max_retries
+                                                  : -1;
             args = tm.args ? zt_mp_to_json(tm.args) : json_array();
             kwargs = tm.kwargs ? zt_mp_to_json(tm.kwargs) : json_object();
             if (!args || !kwargs)
@@ -220,6 +228,8 @@ static void child_run(worker_pool_t *pool, int fd, const char *data, size_t size
     child_ctx_t ctx = {fd, &pool->out};
     worker_task_set_progress_sink(task, child_progress, &ctx);
     worker_task_set_soft_limit_flag(task, &g_soft_limit);
+    worker_task_set_config(task, pool->config.settings);
+    worker_task_set_max_retries(task, max_retries);
     int rc;
     g_soft_limit = 0;
     if (problem)
@@ -596,6 +606,7 @@ static bool deliver(worker_pool_t *self, int slot, const char *data, size_t size
             if ((v = zt_mp_get(root, "traceback")) && v->type == MSGPACK_OBJECT_STR)
                 traceback = zt_strndup(v->via.str.ptr, v->via.str.size);
             zt_mp_get_double(root, "countdown", &ev.countdown);
+            zt_mp_get_bool(root, "permanent", &ev.permanent);
         } else {
             ok = false;
         }

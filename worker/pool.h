@@ -14,6 +14,7 @@
 #include "registry.h"
 #include "task.h"
 
+#include "zt_config.h"
 #include "zt_log.h"
 
 #include <stdbool.h>
@@ -44,6 +45,7 @@ typedef struct {
     const char *exc_module;
     const char *traceback;
     double countdown;   /* RETRY: seconds, < 0 = policy */
+    bool permanent;     /* FAILURE: the task says no retry can help */
     int64_t maxrss_kib; /* the child's peak resident memory so far (0: not measured) */
     /* LOST */
     bool busy;          /* it was running a task */
@@ -60,6 +62,10 @@ typedef struct {
     zt_log_level_t loglevel;
     const char *logfile; /* NULL or "" = stderr */
     bool measure_memory; /* children report their peak RSS after each task */
+    /* The worker's settings: tasks read them (worker_task_config) and the
+     * children resolve max_retries from them as the parent does. Borrowed,
+     * must outlive the pool; NULL = none. */
+    const zt_config_t *settings;
 } worker_pool_config_t;
 
 /* Forks config->size children. Returns the pool, or NULL with *err

@@ -21,6 +21,8 @@ struct worker_task {
     char *id;
     char *name;
     int retries;
+    int max_retries;           /* -1 = unknown */
+    const zt_config_t *config; /* borrowed, may be NULL */
     json_t *args;
     json_t *kwargs;
     /* progress */
@@ -38,6 +40,7 @@ struct worker_task {
     char *message;
     char *traceback;
     double countdown;
+    bool permanent; /* failure that no retry can fix */
 };
 
 static const char *const python_builtins[] = {"ArithmeticError",
@@ -92,6 +95,7 @@ worker_task_t *worker_task_new(const char *id, const char *name, int retries, js
     self->id = zt_strdup(id ? id : "");
     self->name = zt_strdup(name ? name : "");
     self->retries = retries;
+    self->max_retries = -1;
     self->args = args && json_is_array(args) ? args : json_array();
     if (args && args != self->args)
         json_decref(args);
@@ -126,6 +130,22 @@ void worker_task_set_progress_sink(worker_task_t *self, worker_progress_fn_t *fn
 
 void worker_task_set_soft_limit_flag(worker_task_t *self, const volatile sig_atomic_t *flag) {
     self->soft_flag = flag;
+}
+
+void worker_task_set_config(worker_task_t *self, const zt_config_t *config) {
+    self->config = config;
+}
+
+void worker_task_set_max_retries(worker_task_t *self, int max_retries) {
+    self->max_retries = max_retries;
+}
+
+const zt_config_t *worker_task_config(const worker_task_t *self) {
+    return self->config;
+}
+
+int worker_task_max_retries(const worker_task_t *self) {
+    return self->max_retries;
 }
 
 const char *worker_task_id(const worker_task_t *self) {
@@ -205,6 +225,7 @@ int worker_task_sleep(worker_task_t *self, double seconds) {
 static void set_outcome(worker_task_t *self, worker_outcome_t outcome, const char *exc_type,
                         const char *fmt, va_list ap) {
     self->outcome = outcome;
+    self->permanent = false;
     free(self->exc_type);
     free(self->message);
     self->exc_type = zt_strdup(exc_type && *exc_type ? exc_type : "Exception");
@@ -225,6 +246,15 @@ int worker_task_fail(worker_task_t *self, const char *exc_type, const char *fmt,
     va_start(ap, fmt);
     set_outcome(self, WORKER_OUTCOME_FAILURE, exc_type, fmt, ap);
     va_end(ap);
+    return WORKER_TASK_FAILED;
+}
+
+int worker_task_fail_permanently(worker_task_t *self, const char *exc_type, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    set_outcome(self, WORKER_OUTCOME_FAILURE, exc_type, fmt, ap);
+    va_end(ap);
+    self->permanent = true;
     return WORKER_TASK_FAILED;
 }
 
@@ -285,4 +315,8 @@ const char *worker_task_traceback(const worker_task_t *self) {
 
 double worker_task_countdown(const worker_task_t *self) {
     return self->countdown;
+}
+
+bool worker_task_permanent(const worker_task_t *self) {
+    return self->permanent;
 }

@@ -15,6 +15,8 @@
 #ifndef WORKER_TASK_H
 #define WORKER_TASK_H
 
+#include "zt_config.h"
+
 #include <jansson.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -50,6 +52,14 @@ void worker_task_set_progress_sink(worker_task_t *self, worker_progress_fn_t *fn
 /* The flag a SIGUSR1 handler sets when the soft time limit passes. */
 void worker_task_set_soft_limit_flag(worker_task_t *self, const volatile sig_atomic_t *flag);
 
+/* The worker's settings, for tasks that talk to services (borrowed; must
+ * outlive the task; NULL when the runner has none, e.g. in a unit test). */
+void worker_task_set_config(worker_task_t *self, const zt_config_t *config);
+
+/* The retries this call may use, as the worker resolved them (task message,
+ * then registry options, then task_max_retries); -1 = unknown. */
+void worker_task_set_max_retries(worker_task_t *self, int max_retries);
+
 /* After the function returned rc: fixes the outcome (0 without a call to
  * succeed/fail/retry = success with null; a negative rc without one = failure)
  * and delivers a progress report still held back by the rate limit. */
@@ -63,6 +73,7 @@ const char *worker_task_exc_module(const worker_task_t *self); /* may be NULL */
 const char *worker_task_message(const worker_task_t *self);
 const char *worker_task_traceback(const worker_task_t *self);
 double worker_task_countdown(const worker_task_t *self); /* retry: seconds, < 0 = policy */
+bool worker_task_permanent(const worker_task_t *self);   /* failure: never retry it */
 
 /* --- For task functions --------------------------------------------------- */
 
@@ -72,6 +83,14 @@ const char *worker_task_name(const worker_task_t *self);
 int worker_task_retries(const worker_task_t *self);
 const json_t *worker_task_args(const worker_task_t *self);   /* array, borrowed */
 const json_t *worker_task_kwargs(const worker_task_t *self); /* object, borrowed */
+
+/* The worker's settings (zt_config.h), or NULL when the runner gave none:
+ * how a task finds the broker, the result backend and service settings. */
+const zt_config_t *worker_task_config(const worker_task_t *self);
+
+/* max_retries for this call (-1 = unknown): with worker_task_retries() it
+ * tells a task whether a failure now is final, so it can record it. */
+int worker_task_max_retries(const worker_task_t *self);
 
 /* Argument by position, else by keyword; NULL if neither is given. */
 const json_t *worker_task_arg(const worker_task_t *self, size_t index, const char *key);
@@ -93,6 +112,12 @@ int worker_task_succeed(worker_task_t *self, json_t *result);
  * would show it ("ValueError"); the module is chosen by worker_exc_module().
  * Returns WORKER_TASK_FAILED. */
 int worker_task_fail(worker_task_t *self, const char *exc_type, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Like worker_task_fail, but the worker does not retry it whatever the
+ * retry policy: for errors another attempt cannot fix (a corrupt input).
+ * Returns WORKER_TASK_FAILED. */
+int worker_task_fail_permanently(worker_task_t *self, const char *exc_type, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Asks to run again after countdown seconds (< 0: the retry policy's backoff),

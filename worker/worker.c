@@ -714,6 +714,7 @@ typedef struct {
     const char *message;
     const char *traceback;
     double countdown;
+    bool permanent; /* worker_task_fail_permanently: never retried */
 } outcome_t;
 
 /* Decides what a finished attempt means (success, retry, failure, revoked),
@@ -749,8 +750,8 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
     const char *exc_module = o->exc_module;
     const char *message = o->message ? o->message : "";
     char error[4400];
-    bool retryable =
-        strcmp(exc_type, "NotRegistered") != 0 && strcmp(exc_type, "InvalidTaskError") != 0;
+    bool retryable = !o->permanent && strcmp(exc_type, "NotRegistered") != 0 &&
+                     strcmp(exc_type, "InvalidTaskError") != 0;
     if (retryable && job->retries < job->max_retries) {
         double countdown = o->outcome == WORKER_OUTCOME_RETRY && o->countdown >= 0
                                ? o->countdown
@@ -806,7 +807,8 @@ static void fail_job(worker_t *self, job_t *job, const char *exc_type, const cha
                    worker_exc_module(exc_type),
                    message,
                    traceback,
-                   -1};
+                   -1,
+                   false};
     finish_job(self, job, &o);
 }
 
@@ -852,8 +854,8 @@ static void on_pool_event(void *arg, const worker_pool_event_t *ev) {
             return;
         self->running[ev->slot] = NULL;
         self->n_running--;
-        outcome_t o = {ev->outcome, ev->result,    ev->exc_type, ev->exc_module,
-                       ev->message, ev->traceback, ev->countdown};
+        outcome_t o = {ev->outcome, ev->result,    ev->exc_type,  ev->exc_module,
+                       ev->message, ev->traceback, ev->countdown, ev->permanent};
         int64_t max_tasks = self->config.worker_max_tasks_per_child;
         int64_t max_kib = self->config.worker_max_memory_per_child;
         if (job->terminated ||
@@ -878,7 +880,7 @@ static void on_pool_event(void *arg, const worker_pool_event_t *ev) {
         self->running[ev->slot] = NULL;
         self->n_running--;
         if (job->revoked) {
-            outcome_t o = {WORKER_OUTCOME_FAILURE, NULL, NULL, NULL, NULL, NULL, -1};
+            outcome_t o = {WORKER_OUTCOME_FAILURE, NULL, NULL, NULL, NULL, NULL, -1, false};
             finish_job(self, job, &o);
         } else if (job->hard_killed) {
             zt_warn("child pid %d killed at the hard time limit of %s[%s]; replaced", (int)ev->pid,
@@ -1072,7 +1074,7 @@ static void on_revoke(worker_t *self, const msgpack_object *root) {
     job->revoke_reason = "revoked";
     if (job->state == JOB_RESERVED) {
         reserved_remove(self, job);
-        outcome_t o = {WORKER_OUTCOME_FAILURE, NULL, NULL, NULL, NULL, NULL, -1};
+        outcome_t o = {WORKER_OUTCOME_FAILURE, NULL, NULL, NULL, NULL, NULL, -1, false};
         finish_job(self, job, &o);
         return;
     }
@@ -1475,7 +1477,7 @@ static void assign_jobs(worker_t *self) {
         if (job->expires > 0 && zt_clock_wall() > job->expires) {
             job->revoked = true;
             job->revoke_reason = "expired";
-            outcome_t o = {WORKER_OUTCOME_FAILURE, NULL, NULL, NULL, NULL, NULL, -1};
+            outcome_t o = {WORKER_OUTCOME_FAILURE, NULL, NULL, NULL, NULL, NULL, -1, false};
             finish_job(self, job, &o);
             slot--; /* the slot is still free */
             continue;
@@ -1679,7 +1681,8 @@ worker_t *worker_new(const zt_config_t *config, const char *name, const char *qu
     zt_log_level_parse(config->loglevel, &level);
     worker_pool_config_t pc = {self->concurrency, registry,
                                self->name,        level,
-                               config->logfile,   config->worker_max_memory_per_child > 0};
+                               config->logfile,   config->worker_max_memory_per_child > 0,
+                               &self->config};
     int perr = 0;
     self->pool = worker_pool_new(&pc, &perr);
     if (!self->pool) {

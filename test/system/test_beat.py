@@ -85,7 +85,7 @@ def test_two_beats_send_each_interval_run_once(cluster, broker, beats):
     elapsed = time.time() - started
     assert len(ids) == len(set(ids)), f"a run was executed twice: {ids}"
     # one a second: five runs take 4-7 s (first fire one period after start)
-    assert 4.0 <= elapsed <= 8.0, elapsed
+    assert 4.0 <= elapsed <= 10.0, elapsed  # slow starts under load: bound, not a race
     state = beat_state(cluster)
     assert state["leader"] in ("beat-a", "beat-b")
     (entry,) = state["entries"]

@@ -133,7 +133,7 @@ static void suite(const zt_config_t *config, const char *backend) {
     CHECK_STR(drive2_catalog_backend(cat), backend);
     int version = 0;
     CHECK_INT(drive2_catalog_schema_version(cat, &version, err, sizeof err), 0);
-    CHECK_INT(version, 1);
+    CHECK_INT(version, 2); /* the number of worker/drive2/migrations/NNNN_*.sql */
     /* Opening again finds the schema in place. */
     drive2_catalog_t *again = drive2_catalog_new(config, err, sizeof err);
     CHECK(again != NULL);
@@ -171,13 +171,19 @@ static void suite(const zt_config_t *config, const char *backend) {
     drive2_new_file_t bad = new_file("", "bob", 10);
     CHECK_INT(drive2_catalog_insert_file(cat, &bad, err, sizeof err), ZT_ERR_INVALID);
 
+    /* generate_ai_metadata's write: any status, the status unchanged */
+    drive2_analysis_t early = analysis("early.txt", "Early.");
+    CHECK_INT(drive2_catalog_update_ai(cat, "f1", &early, err, sizeof err), 0);
+    CHECK_INT(drive2_catalog_update_ai(cat, "nope", &early, err, sizeof err), ZT_ERR_NOT_FOUND);
+
     /* a file's life: pending -> processing -> completed */
     drive2_file_t f;
     CHECK_INT(drive2_catalog_get_file(cat, "f1", &f, err, sizeof err), 0);
     CHECK_STR(f.processing_status, "pending");
     CHECK_STR(f.original_name, "Report Q3.txt");
     CHECK_INT(f.size, 600);
-    CHECK(f.task_id == NULL && f.error == NULL && f.ai_tags == NULL);
+    CHECK_STR(f.ai_filename, "early.txt");
+    CHECK(f.task_id == NULL && f.error == NULL);
     CHECK_INT(f.attempts, 0);
     drive2_file_clear(&f);
     CHECK_INT(drive2_catalog_get_file(cat, "nope", &f, err, sizeof err), ZT_ERR_NOT_FOUND);
@@ -297,6 +303,42 @@ static void suite(const zt_config_t *config, const char *backend) {
     CHECK_INT(drive2_catalog_count_embeddings(cat, NULL, &count, err, sizeof err), 0);
     CHECK_INT(count, 2);
     CHECK_INT(drive2_catalog_delete_file(cat, "f3", err, sizeof err), ZT_ERR_NOT_FOUND);
+
+    /* quota alerts: one claim per crossing, released when usage falls */
+    bool claimed = false;
+    CHECK_INT(drive2_catalog_quota_alert_claim(cat, "alice", 80, &claimed, err, sizeof err), 0);
+    CHECK(claimed);
+    CHECK_INT(drive2_catalog_quota_alert_claim(cat, "alice", 80, &claimed, err, sizeof err), 0);
+    CHECK(!claimed);
+    CHECK_INT(drive2_catalog_quota_alert_claim(cat, "alice", 95, &claimed, err, sizeof err), 0);
+    CHECK(claimed);
+    CHECK_INT(drive2_catalog_quota_alert_claim(cat, "alice", 0, &claimed, err, sizeof err),
+              ZT_ERR_INVALID);
+    CHECK_INT(drive2_catalog_quota_alert_release(cat, "alice", 90, err, sizeof err), 0);
+    CHECK_INT(drive2_catalog_quota_alert_claim(cat, "alice", 95, &claimed, err, sizeof err), 0);
+    CHECK(claimed); /* 95 was released: a new crossing */
+    CHECK_INT(drive2_catalog_quota_alert_claim(cat, "alice", 80, &claimed, err, sizeof err), 0);
+    CHECK(!claimed); /* 80 was kept */
+
+    /* activity since a time, per owner and status */
+    drive2_activity_t *act = NULL;
+    size_t nact = 0;
+    CHECK_INT(
+        drive2_catalog_activity(cat, "2000-01-01T00:00:00.000000Z", &act, &nact, err, sizeof err),
+        0);
+    CHECK_INT(nact, 1); /* f1 (pending after the forced reset); f3 was deleted */
+    if (nact == 1) {
+        CHECK_STR(act[0].owner, "alice");
+        CHECK_STR(act[0].status, "pending");
+        CHECK_INT(act[0].files, 1);
+        CHECK_INT(act[0].bytes, 600);
+    }
+    drive2_activity_free(act, nact);
+    CHECK_INT(
+        drive2_catalog_activity(cat, "2999-01-01T00:00:00.000000Z", &act, &nact, err, sizeof err),
+        0);
+    CHECK_INT(nact, 0);
+    drive2_activity_free(act, nact);
 
     /* hostile text goes in and out unchanged (parameters, not SQL text) */
     drive2_new_file_t h = new_file("h'; DROP TABLE files; --", "eve", 1);

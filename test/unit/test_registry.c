@@ -325,7 +325,7 @@ static int pack_task(msgpack_sbuffer *sbuf, const char *task, const char *args) 
 static void test_pool(void) {
     worker_registry_t *r = worker_registry_new();
     tasks_register_all(r);
-    worker_pool_config_t cfg = {1, r, "test", ZT_LOG_WARNING, NULL, true};
+    worker_pool_config_t cfg = {1, r, "test", ZT_LOG_WARNING, NULL, true, NULL};
     int err = -1;
     worker_pool_t *pool = worker_pool_new(&cfg, &err);
     CHECK(pool != NULL);

@@ -1037,6 +1037,86 @@ int drive2_catalog_delete_file(drive2_catalog_t *self, const char *file_id, char
     return rc;
 }
 
+/* --- quota alerts and activity -------------------------------------------- */
+
+int drive2_catalog_quota_alert_claim(drive2_catalog_t *self, const char *user_id, int threshold_pct,
+                                     bool *claimed, char *err, size_t err_size) {
+    *claimed = false;
+    if (!user_id || !*user_id || threshold_pct <= 0 || threshold_pct > 1000)
+        return fail(err, err_size, ZT_ERR_INVALID, "catalog: bad quota alert (user, 1-1000 %%)");
+    char now[32], what[160];
+    drive2_catalog_now(now, sizeof now);
+    snprintf(what, sizeof what, "catalog: cannot record a quota alert for user %.64s", user_id);
+    param_t p[] = {ptext(user_id), pint(threshold_pct), ptext(now)};
+    int64_t changed = 0;
+    /* the primary key decides: one insert wins, the others change nothing */
+    int rc = db_run(self,
+                    "INSERT INTO quota_alerts (user_id, threshold_pct, alerted_at) "
+                    "VALUES ($1, $2, $3) ON CONFLICT (user_id, threshold_pct) DO NOTHING",
+                    p, 3, 0, NULL, NULL, &changed, what, err, err_size);
+    if (rc == 0)
+        *claimed = changed > 0;
+    return rc;
+}
+
+int drive2_catalog_quota_alert_release(drive2_catalog_t *self, const char *user_id, int pct_now,
+                                       char *err, size_t err_size) {
+    char what[160];
+    snprintf(what, sizeof what, "catalog: cannot clear the quota alerts of user %.64s", user_id);
+    param_t p[] = {ptext(user_id), pint(pct_now)};
+    return db_run(self, "DELETE FROM quota_alerts WHERE user_id = $1 AND threshold_pct > $2", p, 2,
+                  0, NULL, NULL, NULL, what, err, err_size);
+}
+
+typedef struct {
+    drive2_activity_t *rows;
+    size_t count, cap;
+} activity_list_t;
+
+static int row_activity(void *arg, const cell_t *c, int ncols) {
+    activity_list_t *l = arg;
+    if (ncols < 4)
+        return 0;
+    if (l->count == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 8;
+        l->rows = zt_realloc(l->rows, l->cap * sizeof *l->rows);
+    }
+    drive2_activity_t *a = &l->rows[l->count++];
+    a->owner = cell_dup(&c[0]);
+    a->status = cell_dup(&c[1]);
+    a->files = cell_int(&c[2]);
+    a->bytes = cell_int(&c[3]);
+    return 0;
+}
+
+void drive2_activity_free(drive2_activity_t *rows, size_t count) {
+    for (size_t i = 0; i < count; i++) {
+        free(rows[i].owner);
+        free(rows[i].status);
+    }
+    free(rows);
+}
+
+int drive2_catalog_activity(drive2_catalog_t *self, const char *since, drive2_activity_t **rows,
+                            size_t *count, char *err, size_t err_size) {
+    activity_list_t l = {NULL, 0, 0};
+    param_t p[] = {ptext(since ? since : "")};
+    int rc =
+        db_run(self,
+               "SELECT owner, processing_status, COUNT(*), COALESCE(SUM(size), 0) FROM files "
+               "WHERE uploaded_at >= $1 GROUP BY owner, processing_status "
+               "ORDER BY owner, processing_status",
+               p, 1, 0, row_activity, &l, NULL, "catalog: cannot read the activity", err, err_size);
+    if (rc != 0) {
+        drive2_activity_free(l.rows, l.count);
+        l.rows = NULL;
+        l.count = 0;
+    }
+    *rows = l.rows;
+    *count = l.count;
+    return rc;
+}
+
 /* --- embeddings ----------------------------------------------------------- */
 
 /* Vectors are stored as float32 little-endian whatever the host. */

@@ -193,6 +193,35 @@ void drive2_ids_free(char **ids, size_t count);
 int drive2_catalog_delete_file(drive2_catalog_t *self, const char *file_id, char *err,
                                size_t err_size);
 
+/* --- quota alerts and activity (notifications) -------------------------- */
+
+/* Records that user_id was alerted for crossing threshold_pct (e.g. 80) of
+ * its quota. *claimed = true when this call recorded it (send the alert),
+ * false when it was already recorded (an alert went out for this crossing).
+ * Atomic: of several processes claiming at once, one gets true. */
+int drive2_catalog_quota_alert_claim(drive2_catalog_t *self, const char *user_id, int threshold_pct,
+                                     bool *claimed, char *err, size_t err_size);
+
+/* Forgets user_id's alerts for thresholds above pct_now (its usage fell
+ * below them), so crossing them again alerts again. */
+int drive2_catalog_quota_alert_release(drive2_catalog_t *self, const char *user_id, int pct_now,
+                                       char *err, size_t err_size);
+
+/* One line of drive2_catalog_activity (strings malloc'd). */
+typedef struct {
+    char *owner;
+    char *status;  /* processing_status */
+    int64_t files; /* uploads */
+    int64_t bytes; /* their total size */
+} drive2_activity_t;
+
+/* Files uploaded at or after since (catalog timestamp text, see
+ * drive2_catalog_now), per owner and status, ordered by owner then status.
+ * *rows is malloc'd (free with drive2_activity_free); *count may be 0. */
+int drive2_catalog_activity(drive2_catalog_t *self, const char *since, drive2_activity_t **rows,
+                            size_t *count, char *err, size_t err_size);
+void drive2_activity_free(drive2_activity_t *rows, size_t count);
+
 /* --- embeddings (the embedded vector store) ----------------------------- */
 
 /* Stores file_id's vector (dim floats), replacing any earlier one: one

@@ -11,6 +11,10 @@
  * progress, crash, echo). Returns 0 or the first registration error. */
 int tasks_builtin_register(worker_registry_t *registry);
 
+/* app.workers.tasks.file_processing.*: the Drive2 pipeline
+ * (drive2_tasks.c; docs/DRIVE2.md, "Tasks"). */
+int tasks_drive2_register(worker_registry_t *registry);
+
 /* Registers every module above. Returns 0 or the first error. */
 int tasks_register_all(worker_registry_t *registry);
 
