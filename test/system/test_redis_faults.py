@@ -82,7 +82,7 @@ def test_redis_down_workers_keep_processing_and_results_arrive(cluster, own_redi
 
 @pytest.mark.zt_timeout(90)
 def test_result_buffer_bound_loses_oldest_logs_and_counts(cluster, own_redis):
-    cluster.start_broker(heartbeat_ms=200, liveness=3)
+    cluster.start_broker(heartbeat_ms=200, liveness=15)  # no redelivery under CI load
     client = cluster.client()
     events = cluster.events()
     events.sync(client)
