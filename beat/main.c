@@ -155,6 +155,13 @@ static int fire_run(beat_t *b, slot_t *s, double fire) {
         }
         if (rc == 0) {
             zt_info("entry %s: sent %s[%s]", e->name, e->task, id);
+        } else if (strncmp(err, "queue-full", 10) == 0) {
+            /* the broker is full, not the run wrong: keep it due, try again */
+            if (s->warned != fire) {
+                s->warned = fire;
+                zt_warn("entry %s: the broker is full (%s); the run stays due", e->name, err);
+            }
+            return ZT_ERR_REJECTED;
         } else if (strncmp(err, "duplicate-id", 12) == 0) {
             zt_info("entry %s: run %s was sent already", e->name, id);
         } else if (s->warned != fire) {

@@ -79,9 +79,11 @@ def main():
         frame(8, bytes([2]) + b"q2"),
         frame(8, bytes([0])),
         idrec(9, "gone"),
+        frame(11, struct.pack("<d", 1800000000.0) + bytes([4]) + b"tick"),
     ]
     (journal / "journal_all_types").write_bytes(header("J", 1) + b"".join(recs))
     snap = header("S", 2) + add("s1", flags=2) + add("s2") + idrec(9, "x") + \
+        idrec(7, "done1") + frame(11, struct.pack("<d", 1800000000.0) + bytes([4]) + b"tick") + \
         frame(10, struct.pack("<QQ", 2, 1))
     (journal / "snapshot").write_bytes(snap)
     full = header("J", 3) + b"".join(recs)
