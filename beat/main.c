@@ -14,6 +14,7 @@
 #include "zt_config.h"
 #include "zt_error.h"
 #include "zt_log.h"
+#include "zt_taskmsg.h"
 
 #include <czmq.h>
 #include <getopt.h>
@@ -66,17 +67,8 @@ static void run_id(const char *entry, double fire, char *out, size_t size) {
     zt_clock_iso8601(floor(fire), iso, sizeof iso);
     iso[19] = '\0';
     int n = snprintf(text, sizeof text, "zmqbeat:%s@%sZ", entry, iso);
-    zdigest_t *d = zdigest_new();
-    zdigest_update(d, ns_url, sizeof ns_url);
-    zdigest_update(d, (const byte *)text, (size_t)n);
-    unsigned char h[20];
-    memcpy(h, zdigest_data(d), 20);
-    zdigest_destroy(&d);
-    h[6] = (unsigned char)((h[6] & 0x0F) | 0x50);
-    h[8] = (unsigned char)((h[8] & 0x3F) | 0x80);
-    snprintf(out, size, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12], h[13],
-             h[14], h[15]);
+    ZT_ASSERT(size >= 37);
+    zt_uuid5(ns_url, text, (size_t)n < sizeof text ? (size_t)n : sizeof text - 1, out);
 }
 
 /* Asks for (or renews) the lease. On becoming leader, takes the broker's

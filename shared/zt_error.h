@@ -25,6 +25,12 @@ enum {
 /* Returns a static English name for an error code ("invalid input", ...). */
 const char *zt_strerror(int code);
 
+/* Writes the printf-style message into err (when err is not NULL and
+ * err_size > 0) and returns code: `return zt_fail(err, n, ZT_ERR_IO, ...)`
+ * reports an error in one line. */
+int zt_fail(char *err, size_t err_size, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Logs "assertion failed: EXPR at file:line" at ERROR and aborts. */
 void zt_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
 #define ZT_ASSERT(expr) ((expr) ? (void)0 : zt_assert_fail(#expr, __FILE__, __LINE__))

@@ -246,3 +246,18 @@ void zt_uuid_generate(char *buf, size_t size) {
     buf[i] = '\0';
     zuuid_destroy(&uuid);
 }
+
+void zt_uuid5(const unsigned char ns[16], const char *name, size_t name_len, char out[37]) {
+    zdigest_t *digest = zdigest_new();
+    ZT_ASSERT(digest);
+    zdigest_update(digest, ns, 16);
+    zdigest_update(digest, (const byte *)name, name_len);
+    unsigned char h[20];
+    memcpy(h, zdigest_data(digest), sizeof h);
+    zdigest_destroy(&digest);
+    h[6] = (unsigned char)((h[6] & 0x0f) | 0x50); /* version 5 */
+    h[8] = (unsigned char)((h[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", h[0],
+             h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12], h[13],
+             h[14], h[15]);
+}

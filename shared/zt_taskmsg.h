@@ -88,4 +88,10 @@ int zt_taskmsg_pack(msgpack_packer *pk, const zt_task_options_t *opts, const cha
 /* Writes a new random UUID (36 chars + NUL) into buf (size >= 37). */
 void zt_uuid_generate(char *buf, size_t size);
 
+/* Writes the RFC 4122 name-based UUID (version 5, SHA-1) of name in namespace
+ * ns, lower case (36 chars + NUL): the same name always gives the same id,
+ * which is what makes retried sends idempotent (beat runs, LINE retry keys,
+ * Qdrant point ids). */
+void zt_uuid5(const unsigned char ns[16], const char *name, size_t name_len, char out[37]);
+
 #endif

@@ -37,18 +37,6 @@ struct drive2_catalog {
 
 /* --- errors -------------------------------------------------------------- */
 
-static int fail(char *err, size_t err_size, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t err_size, int code, const char *fmt, ...) {
-    if (err && err_size) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_size, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 /* A database message on one line (libpq ends them with newlines). */
 static void one_line(char *s) {
     for (char *p = s; *p; p++)
@@ -167,7 +155,7 @@ static int run_sqlite(drive2_catalog_t *self, const char *sql, const param_t *pa
     int rc = sqlite3_prepare_v2(self->db, text, -1, &st, NULL);
     free(text);
     if (rc != SQLITE_OK)
-        return fail(err, err_size, sqlite_code(rc), "%s: %s", what, sqlite3_errmsg(self->db));
+        return zt_fail(err, err_size, sqlite_code(rc), "%s: %s", what, sqlite3_errmsg(self->db));
     for (int i = 0; i < nparams && rc == SQLITE_OK; i++) {
         const param_t *p = &params[i];
         switch (p->type) {
@@ -186,7 +174,8 @@ static int run_sqlite(drive2_catalog_t *self, const char *sql, const param_t *pa
         }
     }
     if (rc != SQLITE_OK) {
-        int code = fail(err, err_size, sqlite_code(rc), "%s: %s", what, sqlite3_errmsg(self->db));
+        int code =
+            zt_fail(err, err_size, sqlite_code(rc), "%s: %s", what, sqlite3_errmsg(self->db));
         sqlite3_finalize(st);
         return code;
     }
@@ -213,7 +202,8 @@ static int run_sqlite(drive2_catalog_t *self, const char *sql, const param_t *pa
         stopped = fn(arg, cells, ncols);
     }
     if (rc != SQLITE_DONE) {
-        int code = fail(err, err_size, sqlite_code(rc), "%s: %s", what, sqlite3_errmsg(self->db));
+        int code =
+            zt_fail(err, err_size, sqlite_code(rc), "%s: %s", what, sqlite3_errmsg(self->db));
         sqlite3_finalize(st);
         return code;
     }
@@ -255,7 +245,7 @@ static int run_pg(drive2_catalog_t *self, const char *sql, const param_t *params
             break;
         case P_BLOB:
             if (p->len > INT32_MAX)
-                return fail(err, err_size, ZT_ERR_TOO_LARGE, "%s: value too large", what);
+                return zt_fail(err, err_size, ZT_ERR_TOO_LARGE, "%s: value too large", what);
             values[i] = p->blob;
             lengths[i] = (int)p->len;
             formats[i] = 1; /* binary: raw bytes, no escaping */
@@ -274,7 +264,7 @@ static int run_pg(drive2_catalog_t *self, const char *sql, const param_t *params
         one_line(msg);
         int code = pg_code(res);
         PQclear(res);
-        return fail(err, err_size, code, "%s: %s", what, msg);
+        return zt_fail(err, err_size, code, "%s: %s", what, msg);
     }
     int rows = PQntuples(res), ncols = PQnfields(res);
     if (ncols > MAX_COLS)
@@ -329,8 +319,8 @@ static int db_exec(drive2_catalog_t *self, const char *sql, const char *what, ch
         char *msg = NULL;
         int rc = sqlite3_exec(self->db, sql, NULL, NULL, &msg);
         if (rc != SQLITE_OK) {
-            int code = fail(err, err_size, sqlite_code(rc), "%s: %s", what,
-                            msg ? msg : sqlite3_errmsg(self->db));
+            int code = zt_fail(err, err_size, sqlite_code(rc), "%s: %s", what,
+                               msg ? msg : sqlite3_errmsg(self->db));
             sqlite3_free(msg);
             return code;
         }
@@ -346,7 +336,7 @@ static int db_exec(drive2_catalog_t *self, const char *sql, const char *what, ch
         one_line(msg);
         int code = pg_code(res);
         PQclear(res);
-        return fail(err, err_size, code, "%s: %s", what, msg);
+        return zt_fail(err, err_size, code, "%s: %s", what, msg);
     }
     PQclear(res);
     return 0;
@@ -410,8 +400,8 @@ static int make_parent_dirs(const char *path, char *err, size_t err_size) {
             continue;
         *p = '\0';
         if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return fail(err, err_size, ZT_ERR_IO, "catalog: cannot create folder %s: %s", buf,
-                        strerror(errno));
+            return zt_fail(err, err_size, ZT_ERR_IO, "catalog: cannot create folder %s: %s", buf,
+                           strerror(errno));
         *p = '/';
     }
     return 0;
@@ -425,8 +415,8 @@ static int open_sqlite(drive2_catalog_t *self, const char *path, char *err, size
     if (sqlite3_open_v2(path, &self->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK)
-        return fail(err, err_size, ZT_ERR_IO, "catalog: cannot open SQLite database %s: %s", path,
-                    self->db ? sqlite3_errmsg(self->db) : "out of memory");
+        return zt_fail(err, err_size, ZT_ERR_IO, "catalog: cannot open SQLite database %s: %s",
+                       path, self->db ? sqlite3_errmsg(self->db) : "out of memory");
     sqlite3_busy_timeout(self->db, SQLITE_BUSY_MS);
     /* WAL: readers (drive2 status) never block the workers' writes; NORMAL
      * sync is WAL's documented safe setting (a power cut may lose the last
@@ -442,14 +432,14 @@ static int open_pg(drive2_catalog_t *self, const char *url, char *err, size_t er
     redact_url(url, self->where, sizeof self->where);
     self->pg = PQconnectdb(url);
     if (!self->pg)
-        return fail(err, err_size, ZT_ERR_NOMEM, "catalog: out of memory connecting to %s",
-                    self->where);
+        return zt_fail(err, err_size, ZT_ERR_NOMEM, "catalog: out of memory connecting to %s",
+                       self->where);
     if (PQstatus(self->pg) != CONNECTION_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", PQerrorMessage(self->pg));
         one_line(msg);
-        return fail(err, err_size, ZT_ERR_IO, "catalog: cannot connect to PostgreSQL %s: %s",
-                    self->where, msg);
+        return zt_fail(err, err_size, ZT_ERR_IO, "catalog: cannot connect to PostgreSQL %s: %s",
+                       self->where, msg);
     }
     /* Our own messages say enough; keep NOTICEs ("relation already exists,
      * skipping") off stderr. */
@@ -545,7 +535,7 @@ drive2_catalog_t *drive2_catalog_new(const zt_config_t *config, char *err, size_
         char path[ZT_URL_MAX];
         if ((size_t)snprintf(path, sizeof path, "%s/catalog.db", config->drive2_data_dir) >=
             sizeof path) {
-            rc = fail(err, err_size, ZT_ERR_INVALID, "catalog: drive2_data_dir is too long");
+            rc = zt_fail(err, err_size, ZT_ERR_INVALID, "catalog: drive2_data_dir is too long");
             goto failed;
         }
         self->backend = BACKEND_SQLITE;
@@ -560,8 +550,8 @@ drive2_catalog_t *drive2_catalog_new(const zt_config_t *config, char *err, size_
     } else {
         char shown[ZT_URL_MAX];
         redact_url(url, shown, sizeof shown);
-        rc = fail(err, err_size, ZT_ERR_INVALID,
-                  "catalog: database_url '%s' is not sqlite:///PATH or postgresql://...", shown);
+        rc = zt_fail(err, err_size, ZT_ERR_INVALID,
+                     "catalog: database_url '%s' is not sqlite:///PATH or postgresql://...", shown);
     }
     if (rc == 0)
         rc = migrate(self, err, err_size);
@@ -616,7 +606,7 @@ void drive2_user_clear(drive2_user_t *u) {
 int drive2_catalog_put_user(drive2_catalog_t *self, const char *user_id, int64_t quota_bytes,
                             const char *line_user_id, char *err, size_t err_size) {
     if (!user_id || !*user_id)
-        return fail(err, err_size, ZT_ERR_INVALID, "catalog: empty user id");
+        return zt_fail(err, err_size, ZT_ERR_INVALID, "catalog: empty user id");
     char now[32];
     drive2_catalog_now(now, sizeof now);
     param_t p[] = {ptext(user_id), pint(quota_bytes < 0 ? DRIVE2_DEFAULT_QUOTA_BYTES : quota_bytes),
@@ -651,7 +641,7 @@ int drive2_catalog_get_user(drive2_catalog_t *self, const char *user_id, drive2_
         db_run(self, "SELECT id, quota_bytes, line_user_id, created_at FROM users WHERE id = $1", p,
                1, 0, row_user, out, NULL, what, err, err_size);
     if (rc == 0 && !out->id)
-        return fail(err, err_size, ZT_ERR_NOT_FOUND, "catalog: no user %.64s", user_id);
+        return zt_fail(err, err_size, ZT_ERR_NOT_FOUND, "catalog: no user %.64s", user_id);
     return rc;
 }
 
@@ -732,9 +722,9 @@ int drive2_catalog_insert_file(drive2_catalog_t *self, const drive2_new_file_t *
                                size_t err_size) {
     if (!f->id || !*f->id || !f->owner || !*f->owner || !f->original_name || !f->mime_type ||
         !f->checksum || !f->storage_key || f->size < 0)
-        return fail(err, err_size, ZT_ERR_INVALID,
-                    "catalog: a new file needs id, owner, name, "
-                    "type, size, checksum and storage key");
+        return zt_fail(err, err_size, ZT_ERR_INVALID,
+                       "catalog: a new file needs id, owner, name, "
+                       "type, size, checksum and storage key");
     char what[160];
     snprintf(what, sizeof what, "catalog: cannot insert file %.64s", f->id);
     char now[32];
@@ -760,7 +750,7 @@ int drive2_catalog_insert_file(drive2_catalog_t *self, const drive2_new_file_t *
         rc = db_run(self, "SELECT COUNT(*) FROM files WHERE id = $1", i, 1, 0, row_int, &exists,
                     NULL, what, err, err_size);
     if (rc == 0 && exists)
-        rc = fail(err, err_size, ZT_ERR_REJECTED, "catalog: file %.64s already exists", f->id);
+        rc = zt_fail(err, err_size, ZT_ERR_REJECTED, "catalog: file %.64s already exists", f->id);
     if (rc == 0)
         rc = db_run(self, "SELECT COALESCE(SUM(size), 0) FROM files WHERE owner = $1", o, 1, 0,
                     row_int, &used, NULL, what, err, err_size);
@@ -768,9 +758,9 @@ int drive2_catalog_insert_file(drive2_catalog_t *self, const drive2_new_file_t *
         rc = db_run(self, "SELECT quota_bytes FROM users WHERE id = $1", o, 1, 0, row_int, &quota,
                     NULL, what, err, err_size);
     if (rc == 0 && used + f->size > quota)
-        rc = fail(err, err_size, ZT_ERR_TOO_LARGE,
-                  "catalog: user %.64s is over quota: %lld + %lld bytes > %lld", f->owner,
-                  (long long)used, (long long)f->size, (long long)quota);
+        rc = zt_fail(err, err_size, ZT_ERR_TOO_LARGE,
+                     "catalog: user %.64s is over quota: %lld + %lld bytes > %lld", f->owner,
+                     (long long)used, (long long)f->size, (long long)quota);
     if (rc == 0) {
         param_t p[] = {ptext(f->id),          ptext(f->owner),   ptext(f->original_name),
                        ptext(f->mime_type),   pint(f->size),     ptext(f->checksum),
@@ -797,7 +787,7 @@ int drive2_catalog_get_file(drive2_catalog_t *self, const char *file_id, drive2_
     int rc = db_run(self, "SELECT " FILE_COLUMNS " FROM files WHERE id = $1", p, 1, 0, row_file,
                     out, NULL, what, err, err_size);
     if (rc == 0 && !out->id)
-        return fail(err, err_size, ZT_ERR_NOT_FOUND, "no file %.64s in the catalog", file_id);
+        return zt_fail(err, err_size, ZT_ERR_NOT_FOUND, "no file %.64s in the catalog", file_id);
     if (rc != 0)
         drive2_file_clear(out);
     return rc;
@@ -811,8 +801,8 @@ static int explain_no_change(drive2_catalog_t *self, const char *file_id, const 
     int rc = drive2_catalog_get_file(self, file_id, &f, err, err_size);
     if (rc != 0)
         return rc;
-    rc = fail(err, err_size, ZT_ERR_REJECTED, "file %.64s is %s: cannot %s", file_id,
-              f.processing_status ? f.processing_status : "?", action);
+    rc = zt_fail(err, err_size, ZT_ERR_REJECTED, "file %.64s is %s: cannot %s", file_id,
+                 f.processing_status ? f.processing_status : "?", action);
     drive2_file_clear(&f);
     return rc;
 }
@@ -1029,7 +1019,7 @@ int drive2_catalog_delete_file(drive2_catalog_t *self, const char *file_id, char
         rc = db_run(self, "DELETE FROM files WHERE id = $1", p, 1, 0, NULL, NULL, &changed, what,
                     err, err_size);
     if (rc == 0 && changed == 0)
-        rc = fail(err, err_size, ZT_ERR_NOT_FOUND, "no file %.64s in the catalog", file_id);
+        rc = zt_fail(err, err_size, ZT_ERR_NOT_FOUND, "no file %.64s in the catalog", file_id);
     if (rc == 0)
         rc = db_commit(self, what, err, err_size);
     if (rc != 0)
@@ -1043,7 +1033,7 @@ int drive2_catalog_quota_alert_claim(drive2_catalog_t *self, const char *user_id
                                      bool *claimed, char *err, size_t err_size) {
     *claimed = false;
     if (!user_id || !*user_id || threshold_pct <= 0 || threshold_pct > 1000)
-        return fail(err, err_size, ZT_ERR_INVALID, "catalog: bad quota alert (user, 1-1000 %%)");
+        return zt_fail(err, err_size, ZT_ERR_INVALID, "catalog: bad quota alert (user, 1-1000 %%)");
     char now[32], what[160];
     drive2_catalog_now(now, sizeof now);
     snprintf(what, sizeof what, "catalog: cannot record a quota alert for user %.64s", user_id);
@@ -1142,15 +1132,15 @@ static float get_le32(const unsigned char *p) {
 int drive2_catalog_put_embedding(drive2_catalog_t *self, const char *file_id, const float *v,
                                  size_t dim, char *err, size_t err_size) {
     if (!file_id || !*file_id || strlen(file_id) >= sizeof(((drive2_hit_t *)0)->file_id))
-        return fail(err, err_size, ZT_ERR_INVALID, "catalog: bad file id for an embedding");
+        return zt_fail(err, err_size, ZT_ERR_INVALID, "catalog: bad file id for an embedding");
     if (!v || dim == 0 || dim > MAX_DIM)
-        return fail(err, err_size, ZT_ERR_INVALID,
-                    "catalog: embedding of file %.64s has %zu dimensions (1..%d)", file_id, dim,
-                    MAX_DIM);
+        return zt_fail(err, err_size, ZT_ERR_INVALID,
+                       "catalog: embedding of file %.64s has %zu dimensions (1..%d)", file_id, dim,
+                       MAX_DIM);
     for (size_t i = 0; i < dim; i++)
         if (!isfinite(v[i]))
-            return fail(err, err_size, ZT_ERR_INVALID,
-                        "catalog: embedding of file %.64s has a non-finite value", file_id);
+            return zt_fail(err, err_size, ZT_ERR_INVALID,
+                           "catalog: embedding of file %.64s has a non-finite value", file_id);
     unsigned char *bytes = zt_malloc(dim * 4);
     for (size_t i = 0; i < dim; i++)
         put_le32(bytes + 4 * i, v[i]);
@@ -1213,15 +1203,16 @@ int drive2_catalog_search_embeddings(drive2_catalog_t *self, const float *query,
                                      size_t err_size) {
     *found = 0;
     if (!query || dim == 0 || dim > MAX_DIM)
-        return fail(err, err_size, ZT_ERR_INVALID, "catalog: search vector has %zu dimensions",
-                    dim);
+        return zt_fail(err, err_size, ZT_ERR_INVALID, "catalog: search vector has %zu dimensions",
+                       dim);
     if (k == 0)
         return 0;
     double qn = 0;
     for (size_t i = 0; i < dim; i++)
         qn += (double)query[i] * query[i];
     if (!(qn > 0) || !isfinite(qn))
-        return fail(err, err_size, ZT_ERR_INVALID, "catalog: search vector is zero or not finite");
+        return zt_fail(err, err_size, ZT_ERR_INVALID,
+                       "catalog: search vector is zero or not finite");
     search_t s = {query, dim, sqrt(qn), hits, k, 0};
     param_t p[] = {pint((int64_t)dim)};
     int rc = db_run(self, "SELECT file_id, vector FROM embeddings WHERE dim = $1", p, 1, 1u << 1,

@@ -18,18 +18,6 @@
 #include <string.h>
 #include <strings.h>
 
-static int fail(char *err, size_t err_size, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t err_size, int code, const char *fmt, ...) {
-    if (err && err_size) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_size, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 /* --- UTF-8 ----------------------------------------------------------------- */
 
 /* Length of the valid UTF-8 sequence at s (n bytes available), 0 if invalid
@@ -474,8 +462,8 @@ static int extract_json(const unsigned char *d, size_t len, text_t *t, char *err
     json_error_t e;
     json_t *root = json_loadb((const char *)d, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
     if (!root)
-        return fail(err, err_size, ZT_ERR_INVALID, "not valid JSON: line %d column %d: %s", e.line,
-                    e.column, e.text);
+        return zt_fail(err, err_size, ZT_ERR_INVALID, "not valid JSON: line %d column %d: %s",
+                       e.line, e.column, e.text);
     char path[256] = "";
     json_walk(root, path, 0, sizeof path, t);
     json_decref(root);
@@ -624,14 +612,14 @@ static void html_walk(xmlNode *n, text_t *t, int depth) {
 
 static int extract_html(const unsigned char *d, size_t len, text_t *t, char *err, size_t err_size) {
     if (len > INT_MAX)
-        return fail(err, err_size, ZT_ERR_TOO_LARGE, "HTML file over 2 GiB");
+        return zt_fail(err, err_size, ZT_ERR_TOO_LARGE, "HTML file over 2 GiB");
     xmlInitParser();
     htmlDocPtr doc =
         htmlReadMemory((const char *)d, (int)len, NULL, NULL,
                        HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING |
                            HTML_PARSE_NONET | HTML_PARSE_NOBLANKS | HTML_PARSE_COMPACT);
     if (!doc)
-        return fail(err, err_size, ZT_ERR_INVALID, "not a readable HTML document");
+        return zt_fail(err, err_size, ZT_ERR_INVALID, "not a readable HTML document");
     html_walk(xmlDocGetRootElement(doc), t, 0);
     xmlFreeDoc(doc);
     while (t->len > 0 && (t->data[t->len - 1] == '\n' || t->data[t->len - 1] == ' ') &&
@@ -648,10 +636,10 @@ static int extract_pdf(const unsigned char *d, size_t len, text_t *t, int *pages
     if (!doc) {
         int rc;
         if (gerr && gerr->domain == POPPLER_ERROR && gerr->code == POPPLER_ERROR_ENCRYPTED)
-            rc = fail(err, err_size, ZT_ERR_INVALID, "PDF is password-protected");
+            rc = zt_fail(err, err_size, ZT_ERR_INVALID, "PDF is password-protected");
         else
-            rc = fail(err, err_size, ZT_ERR_INVALID, "not a valid PDF: %s",
-                      gerr && gerr->message ? gerr->message : "poppler cannot open it");
+            rc = zt_fail(err, err_size, ZT_ERR_INVALID, "not a valid PDF: %s",
+                         gerr && gerr->message ? gerr->message : "poppler cannot open it");
         if (gerr)
             g_error_free(gerr);
         g_bytes_unref(bytes);
@@ -660,7 +648,7 @@ static int extract_pdf(const unsigned char *d, size_t len, text_t *t, int *pages
     int n = poppler_document_get_n_pages(doc);
     int rc = 0;
     if (n <= 0)
-        rc = fail(err, err_size, ZT_ERR_INVALID, "not a valid PDF: it has no pages");
+        rc = zt_fail(err, err_size, ZT_ERR_INVALID, "not a valid PDF: it has no pages");
     for (int i = 0; i < n && rc == 0 && !t->truncated; i++) {
         PopplerPage *page = poppler_document_get_page(doc, i);
         if (!page)

@@ -19,18 +19,6 @@
 #include <strings.h>
 #include <vips/vips.h>
 
-static int fail(char *err, size_t err_size, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t err_size, int code, const char *fmt, ...) {
-    if (err && err_size) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_size, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 /* --- words ----------------------------------------------------------------- */
 
 #define WORD_MAX 48 /* bytes of a word kept; longer words are cut */
@@ -747,7 +735,7 @@ static int image_meta(const unsigned char *data, size_t len, image_meta_t *m, ch
                       size_t err_size) {
     memset(m, 0, sizeof *m);
     if (VIPS_INIT("drive2"))
-        return fail(err, err_size, ZT_ERR_IO, "cannot start libvips");
+        return zt_fail(err, err_size, ZT_ERR_IO, "cannot start libvips");
     /* Only the header is read here: libvips decodes pixels lazily. */
     VipsImage *im = vips_image_new_from_buffer(data, len, "", NULL);
     if (!im) {
@@ -757,8 +745,8 @@ static int image_meta(const unsigned char *data, size_t len, image_meta_t *m, ch
         char *nl = strchr(why, '\n');
         if (nl)
             *nl = '\0';
-        return fail(err, err_size, ZT_ERR_INVALID, "not a readable image: %s",
-                    *why ? why : "unknown format");
+        return zt_fail(err, err_size, ZT_ERR_INVALID, "not a readable image: %s",
+                       *why ? why : "unknown format");
     }
     m->width = vips_image_get_width(im);
     m->height = vips_image_get_height(im);

@@ -12,18 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static int fail(char *err, size_t err_size, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t err_size, int code, const char *fmt, ...) {
-    if (err && err_size) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_size, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 int drive2_send_task(const zt_config_t *config, const char *name, const json_t *args,
                      const char *queue, const char *id, int timeout_ms, char *id_out,
                      size_t id_size, bool *duplicate, char *err, size_t err_size) {
@@ -39,8 +27,8 @@ int drive2_send_task(const zt_config_t *config, const char *name, const json_t *
     int cerr = 0;
     zt_client_t *client = zt_client_new(config->broker_url, NULL, &cerr);
     if (!client)
-        return fail(err, err_size, cerr ? cerr : ZT_ERR_INVALID,
-                    "cannot send %s: bad broker url '%s'", name, config->broker_url);
+        return zt_fail(err, err_size, cerr ? cerr : ZT_ERR_INVALID,
+                       "cannot send %s: bad broker url '%s'", name, config->broker_url);
     zt_client_set_timeout(client, timeout_ms);
     json_t *empty = args ? NULL : json_array();
     zt_task_options_t o;
@@ -56,8 +44,8 @@ int drive2_send_task(const zt_config_t *config, const char *name, const json_t *
             *duplicate = true;
         rc = 0;
     } else if (rc != 0) {
-        fail(err, err_size, rc, "cannot send %s to queue %s: %s", name, queue,
-             *zt_client_last_error(client) ? zt_client_last_error(client) : zt_strerror(rc));
+        zt_fail(err, err_size, rc, "cannot send %s to queue %s: %s", name, queue,
+                *zt_client_last_error(client) ? zt_client_last_error(client) : zt_strerror(rc));
     }
     json_decref(empty);
     zt_client_destroy(&client);
@@ -89,7 +77,7 @@ int drive2_start_run(drive2_catalog_t *catalog, const zt_config_t *config, const
         char reason[600];
         snprintf(reason, sizeof reason, "could not queue the processing task: %s", why);
         (void)drive2_catalog_fail(catalog, file_id, reason, ignored, sizeof ignored);
-        return fail(err, err_size, rc, "%s", reason);
+        return zt_fail(err, err_size, rc, "%s", reason);
     }
     return 0;
 }

@@ -10,11 +10,11 @@
 #include "http.h"
 #include "zt_error.h"
 #include "zt_log.h"
+#include "zt_taskmsg.h"
 
 #include <ctype.h>
 #include <jansson.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,24 +80,11 @@ void drive2_qdrant_destroy(drive2_qdrant_t **self_p) {
 }
 
 void drive2_qdrant_point_id(const char *file_id, char out[37]) {
-    /* RFC 4122 name-based UUID (version 5, SHA-1) in a fixed namespace, so
-     * the same file always maps to the same point and an upsert replaces it. */
+    /* a fixed namespace, so the same file always maps to the same point and
+     * an upsert replaces it */
     static const unsigned char ns[16] = {0x6b, 0x1e, 0x4d, 0x2a, 0x0f, 0x3c, 0x4e, 0x55,
                                          0x9a, 0x7d, 0x21, 0xd2, 0x9e, 0x00, 0x0f, 0x06};
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    ZT_ASSERT(ctx != NULL);
-    EVP_DigestInit_ex(ctx, EVP_sha1(), NULL);
-    EVP_DigestUpdate(ctx, ns, sizeof ns);
-    EVP_DigestUpdate(ctx, file_id, strlen(file_id));
-    EVP_DigestFinal_ex(ctx, md, &mdlen);
-    EVP_MD_CTX_free(ctx);
-    md[6] = (unsigned char)((md[6] & 0x0f) | 0x50);
-    md[8] = (unsigned char)((md[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", md[0],
-             md[1], md[2], md[3], md[4], md[5], md[6], md[7], md[8], md[9], md[10], md[11], md[12],
-             md[13], md[14], md[15]);
+    zt_uuid5(ns, file_id, strlen(file_id), out);
 }
 
 /* One request; body (consumed) may be NULL. *answer: parsed JSON of a 2xx
