@@ -89,6 +89,19 @@ static const setting_t settings[] = {
     INT(upload_max_bytes, "104857600", 1, INT64_MAX, "largest file drive2 upload accepts, bytes"),
     SECS(processing_stuck_after, "3600", 1, 31536000,
          "seconds in processing before cleanup_old_tasks fails a file"),
+    /* Thumbnails and notifications (docs/DRIVE2.md); the LINE token: zt_secret.h */
+    INT(thumbnail_size, "300", 16, 2048, "edge of the box a thumbnail fits in, px"),
+    STR(thumbnail_format, "jpeg", "thumbnail format: jpeg or webp"),
+    STR(thumbnail_crop, "none", "none (fit, aspect kept), centre or attention (fill and crop)"),
+    INT(thumbnail_max_pixels, "100000000", 1, INT64_MAX,
+        "width x height a source image may declare (decompression bombs)"),
+    SECS(thumbnail_timeout, "60", 1, 3600, "seconds one ffprobe/ffmpeg run of a video may take"),
+    STR(thumbnail_public_base_url, "",
+        "https URL under which thumbnails/ is served, for LINE hero images; \"\" = none (env "
+        "THUMBNAIL_PUBLIC_BASE_URL)"),
+    STR(line_api_base_url, "https://api.line.me",
+        "LINE Messaging API base URL (env LINE_API_BASE_URL; token: LINE_CHANNEL_ACCESS_TOKEN)"),
+    STR(quota_alert_thresholds, "80,95", "storage quota percents that send a LINE alert once"),
     STR(loglevel, "info", "debug, info, warning or error"),
     STR(logfile, "", "log file (empty: standard error)"),
 };
@@ -197,12 +210,19 @@ void zt_config_load_env(zt_config_t *config) {
     static const struct {
         const char *env;
         const char *key;
-    } map[] = {{"ZMQ_BROKER_URL", "broker_url"},     {"ZMQ_EVENTS_URL", "events_url"},
-               {"RESULT_BACKEND", "result_backend"}, {"DRIVE2_DATA_DIR", "drive2_data_dir"},
-               {"STORAGE_URL", "storage_url"},       {"S3_ENDPOINT", "s3_endpoint"},
-               {"S3_REGION", "s3_region"},           {"AWS_ACCESS_KEY_ID", "s3_access_key_id"},
-               {"DATABASE_URL", "database_url"},     {"GEMINI_BASE_URL", "gemini_base_url"},
-               {"QDRANT_URL", "qdrant_url"}};
+    } map[] = {{"ZMQ_BROKER_URL", "broker_url"},
+               {"ZMQ_EVENTS_URL", "events_url"},
+               {"RESULT_BACKEND", "result_backend"},
+               {"DRIVE2_DATA_DIR", "drive2_data_dir"},
+               {"STORAGE_URL", "storage_url"},
+               {"S3_ENDPOINT", "s3_endpoint"},
+               {"S3_REGION", "s3_region"},
+               {"AWS_ACCESS_KEY_ID", "s3_access_key_id"},
+               {"DATABASE_URL", "database_url"},
+               {"GEMINI_BASE_URL", "gemini_base_url"},
+               {"QDRANT_URL", "qdrant_url"},
+               {"LINE_API_BASE_URL", "line_api_base_url"},
+               {"THUMBNAIL_PUBLIC_BASE_URL", "thumbnail_public_base_url"}};
     char reason[256];
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
         const char *v = getenv(map[i].env);

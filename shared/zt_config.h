@@ -56,6 +56,15 @@ typedef struct {
     int64_t extract_max_bytes;
     int64_t upload_max_bytes;
     double processing_stuck_after; /* seconds */
+    /* Thumbnails and notifications */
+    int64_t thumbnail_size;                     /* px, edge of the box a thumbnail fits in */
+    char thumbnail_format[8];                   /* jpeg | webp */
+    char thumbnail_crop[16];                    /* none (fit) | centre | attention */
+    int64_t thumbnail_max_pixels;               /* width x height a source may declare */
+    double thumbnail_timeout;                   /* seconds, each ffprobe/ffmpeg run */
+    char thumbnail_public_base_url[ZT_URL_MAX]; /* https URL serving thumbnails/; "" = none */
+    char line_api_base_url[ZT_URL_MAX];         /* LINE Messaging API; token: zt_secret */
+    char quota_alert_thresholds[64];            /* percents of the quota, "80,95" */
     /* Logging */
     char loglevel[16];
     char logfile[ZT_URL_MAX]; /* "" = stderr */

@@ -8,6 +8,8 @@
 #include "analyzer.h"
 #include "catalog.h"
 #include "extract.h"
+#include "line.h"
+#include "notify.h"
 #include "pipeline.h"
 #include "storage.h"
 #include "vectors.h"
@@ -45,6 +47,7 @@ typedef struct {
     int k;
     double wait_s; /* status --wait: seconds; < 0 = do not wait */
     const char *name;
+    int limit; /* notifications: the last N (0 = all) */
 } opts_t;
 
 static void usage(FILE *out) {
@@ -62,6 +65,9 @@ static void usage(FILE *out) {
             "  reprocess FILE_ID [--force]\n"
             "                      process a failed file again (--force: any file)\n"
             "  search TEXT [-k N]  the N files nearest to TEXT by embedding (default 5)\n"
+            "  notifications [--user ID] [--limit N]\n"
+            "                      notices in the outbox (DATA_DIR/outbox.jsonl: where they\n"
+            "                      go without a LINE token), oldest first (default: last 20)\n"
             "\n"
             "Options:\n"
             "      --json                  machine-readable output\n"
@@ -531,9 +537,59 @@ done:
     return exit_code;
 }
 
+/* --- notifications --------------------------------------------------------------- */
+
+static int cmd_notifications(opts_t *o) {
+    char err[ERR_MAX] = "", path[ZT_URL_MAX + 32];
+    json_t *list = NULL;
+    drive2_outbox_path(&o->config, path, sizeof path);
+    int rc = drive2_outbox_list(&o->config, o->user, (size_t)o->limit, &list, err, sizeof err);
+    if (rc != 0) {
+        json_decref(list);
+        return report_error(o, rc, "%s", err);
+    }
+    /* With a token, new notices go to LINE; the outbox keeps earlier ones. */
+    const char *channel = drive2_line_configured() ? "line" : "outbox";
+    if (o->json) {
+        json_t *j =
+            json_pack("{s:s, s:s, s:O}", "outbox", path, "channel", channel, "notifications", list);
+        print_json(j);
+        json_decref(j);
+    } else {
+        if (strcmp(channel, "line") == 0)
+            printf(
+                "(a LINE token is set: new notices go to LINE; the outbox holds earlier ones)\n");
+        size_t i;
+        json_t *e;
+        json_array_foreach(list, i, e) {
+            const char *to = json_string_value(json_object_get(e, "to"));
+            json_t *m = json_object_get(e, "message");
+            const char *when = json_string_value(json_object_get(e, "time"));
+            const char *kind = json_string_value(json_object_get(e, "kind"));
+            const char *user = json_string_value(json_object_get(e, "user_id"));
+            const char *alt = json_string_value(json_object_get(m, "altText"));
+            printf("%s  %-20s %s%s%s  %s\n", when ? when : "?", kind ? kind : "?",
+                   user ? user : "?", to ? " -> " : "", to ? to : "", alt ? alt : "");
+        }
+        if (json_array_size(list) == 0)
+            printf("no notifications in %s\n", path);
+    }
+    json_decref(list);
+    return EXIT_OK;
+}
+
 /* --- main ------------------------------------------------------------------------- */
 
-enum { OPT_JSON = 256, OPT_BACKEND, OPT_CONFIG, OPT_USER, OPT_FORCE, OPT_WAIT, OPT_NAME };
+enum {
+    OPT_JSON = 256,
+    OPT_BACKEND,
+    OPT_CONFIG,
+    OPT_USER,
+    OPT_FORCE,
+    OPT_WAIT,
+    OPT_NAME,
+    OPT_LIMIT
+};
 
 int main(int argc, char **argv) {
     static const struct option longopts[] = {
@@ -545,6 +601,7 @@ int main(int argc, char **argv) {
         {"name", required_argument, NULL, OPT_NAME},
         {"force", no_argument, NULL, OPT_FORCE},
         {"wait", required_argument, NULL, OPT_WAIT},
+        {"limit", required_argument, NULL, OPT_LIMIT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     for (int i = 1; i < argc; i++) {
@@ -557,6 +614,7 @@ int main(int argc, char **argv) {
     memset(&o, 0, sizeof o);
     o.k = 5;
     o.wait_s = -1;
+    o.limit = 20;
     char reason[512];
     if (zt_config_load(&o.config, argc, argv, reason, sizeof reason) != 0) {
         fprintf(stderr, "drive2: %s\n", reason);
@@ -596,6 +654,15 @@ int main(int argc, char **argv) {
                 return EXIT_USAGE;
             }
             break;
+        case OPT_LIMIT: {
+            long n = strtol(optarg, &end, 10);
+            if (!end || *end || n < 0 || n > 100000) {
+                fprintf(stderr, "drive2: --limit takes 0-100000 (0: all)\n");
+                return EXIT_USAGE;
+            }
+            o.limit = (int)n;
+            break;
+        }
         case 'k': {
             long k = strtol(optarg, &end, 10);
             if (!end || *end || k < 1 || k > SEARCH_MAX_K) {
@@ -620,6 +687,13 @@ int main(int argc, char **argv) {
     if (!cmd) {
         usage(stderr);
         return EXIT_USAGE;
+    }
+    if (strcmp(cmd, "notifications") == 0) {
+        if (nargs != 1) {
+            fprintf(stderr, "drive2: notifications takes no argument\nTry 'drive2 --help'.\n");
+            return EXIT_USAGE;
+        }
+        return cmd_notifications(&o);
     }
     if (nargs != 2) {
         fprintf(stderr, "drive2: %s takes exactly one argument\nTry 'drive2 --help'.\n", cmd);

@@ -15,6 +15,14 @@ int tasks_builtin_register(worker_registry_t *registry);
  * (drive2_tasks.c; docs/DRIVE2.md, "Tasks"). */
 int tasks_drive2_register(worker_registry_t *registry);
 
+/* app.workers.tasks.thumbnails.generate_thumbnail (drive2_thumbnail_task.c;
+ * docs/DRIVE2.md, "Thumbnails"). */
+int tasks_thumbnails_register(worker_registry_t *registry);
+
+/* app.workers.tasks.notifications.*: LINE notices or the outbox
+ * (drive2_notify_tasks.c; docs/DRIVE2.md, "LINE notifications"). */
+int tasks_notifications_register(worker_registry_t *registry);
+
 /* Registers every module above. Returns 0 or the first error. */
 int tasks_register_all(worker_registry_t *registry);
 
