@@ -46,7 +46,7 @@ typedef struct {
     size_t len;
     drive2_extract_t extracted;
     drive2_analysis_t analysis;
-    int64_t steps_ms[DRIVE2_STEPS];
+    int64_t steps_us[DRIVE2_STEPS]; /* microseconds each step took */
 } call_t;
 
 static void call_close(call_t *c) {
@@ -232,7 +232,7 @@ static void progress(call_t *c, int step, const char *what) {
 /* Steps 1-3: download, extract, analyze. Returns 0 or calls step_failed. */
 static int download_extract_analyze(call_t *c, bool report, int *rc_out) {
     char err[ERR_MAX] = "";
-    int64_t t0 = zt_clock_mono_ms();
+    int64_t t0 = zt_clock_mono_us();
     if (report)
         progress(c, 1, "download");
     c->storage = drive2_storage_new(&c->config, err, sizeof err);
@@ -243,8 +243,8 @@ static int download_extract_analyze(call_t *c, bool report, int *rc_out) {
         *rc_out = step_failed(c, "download", rc, err);
         return -1;
     }
-    int64_t t1 = zt_clock_mono_ms();
-    c->steps_ms[0] = t1 - t0;
+    int64_t t1 = zt_clock_mono_us();
+    c->steps_us[0] = t1 - t0;
     if (report)
         progress(c, 2, "extract");
     rc = drive2_extract(c->data, c->len, c->row.mime_type, c->row.original_name,
@@ -253,8 +253,8 @@ static int download_extract_analyze(call_t *c, bool report, int *rc_out) {
         *rc_out = step_failed(c, "extract", rc, err);
         return -1;
     }
-    int64_t t2 = zt_clock_mono_ms();
-    c->steps_ms[1] = t2 - t1;
+    int64_t t2 = zt_clock_mono_us();
+    c->steps_us[1] = t2 - t1;
     if (worker_task_soft_limit_exceeded(c->t)) {
         *rc_out = step_failed(c, "analyze", ZT_ERR_TIMEOUT, "soft time limit exceeded");
         return -1;
@@ -279,18 +279,22 @@ static int download_extract_analyze(call_t *c, bool report, int *rc_out) {
         *rc_out = step_failed(c, "analyze", rc, err);
         return -1;
     }
-    c->steps_ms[2] = zt_clock_mono_ms() - t2;
+    c->steps_us[2] = zt_clock_mono_us() - t2;
     zt_info("file %s analysed by %s: %zu bytes of text, %zu tags, %zu dimensions", c->file_id,
             drive2_analyzer_kind(c->analyzer), c->extracted.text_len, c->analysis.tag_count,
             c->analysis.dim);
     return 0;
 }
 
+/* steps_ms: what each step took, in milliseconds with microsecond
+ * precision (a small text file takes well under one millisecond a step). */
 static json_t *steps_json(const call_t *c) {
-    return json_pack("{s:I, s:I, s:I, s:I, s:I}", "download", (json_int_t)c->steps_ms[0], "extract",
-                     (json_int_t)c->steps_ms[1], "analyze", (json_int_t)c->steps_ms[2],
-                     "update_database", (json_int_t)c->steps_ms[3], "store_embedding",
-                     (json_int_t)c->steps_ms[4]);
+    static const char *const names[DRIVE2_STEPS] = {"download", "extract", "analyze",
+                                                    "update_database", "store_embedding"};
+    json_t *steps = json_object();
+    for (int i = 0; i < DRIVE2_STEPS; i++)
+        json_object_set_new(steps, names[i], json_real((double)c->steps_us[i] / 1000.0));
+    return steps;
 }
 
 /* process_uploaded_file(file_id) -> {file_id, status, ai_*, follow_ups, ...} */
@@ -332,15 +336,15 @@ static int process_uploaded_file(worker_task_t *t) {
     if (download_extract_analyze(&c, true, &out) != 0)
         return out;
 
-    int64_t t3 = zt_clock_mono_ms();
+    int64_t t3 = zt_clock_mono_us();
     progress(&c, 4, "update database");
     rc = drive2_catalog_save_results(c.catalog, c.file_id, &c.analysis, err, sizeof err);
     if (rc == ZT_ERR_REJECTED && answer_if_completed(&c, &answered))
         return answered; /* a copy of this run was faster */
     if (rc != 0)
         return step_failed(&c, "update database", rc == ZT_ERR_REJECTED ? ZT_ERR_IO : rc, err);
-    int64_t t4 = zt_clock_mono_ms();
-    c.steps_ms[3] = t4 - t3;
+    int64_t t4 = zt_clock_mono_us();
+    c.steps_us[3] = t4 - t3;
 
     progress(&c, 5, "store embedding");
     c.vectors = drive2_vectors_new(&c.config, c.catalog, err, sizeof err);
@@ -349,7 +353,7 @@ static int process_uploaded_file(worker_task_t *t) {
                    : ZT_ERR_INVALID;
     if (rc != 0)
         return step_failed(&c, "store embedding", rc, err);
-    c.steps_ms[4] = zt_clock_mono_ms() - t4;
+    c.steps_us[4] = zt_clock_mono_us() - t4;
 
     rc = drive2_catalog_complete(c.catalog, c.file_id, &c.analysis, err, sizeof err);
     if (rc == ZT_ERR_REJECTED && answer_if_completed(&c, &answered))
