@@ -49,6 +49,7 @@ typedef struct {
     int64_t lease_ms;
     double clock_offset; /* tests only: seconds added to the wall clock */
     bool leader;
+    bool refused; /* CURVE: the broker refuses this beat's key (logged once) */
     slot_t *slots;
     size_t n;
 } beat_t;
@@ -85,12 +86,18 @@ static int renew(beat_t *b) {
     int rc = zt_client_control(b->client, "beat-lease", args, &result);
     json_decref(args);
     if (rc != 0) {
-        if (b->leader)
-            zt_warn("lost contact with the broker (%s): not sending until it answers",
-                    zt_client_last_error(b->client));
+        const char *why = zt_client_last_error(b->client);
+        if (strncmp(why, "forbidden", 9) == 0) {
+            if (!b->refused)
+                zt_error("the broker refuses this beat's key (%s): not sending", why);
+            b->refused = true;
+        } else if (b->leader) {
+            zt_warn("lost contact with the broker (%s): not sending until it answers", why);
+        }
         b->leader = false;
         return rc;
     }
+    b->refused = false;
     bool leader = json_is_true(json_object_get(result, "leader"));
     if (leader && !b->leader) {
         const json_t *fires = json_object_get(result, "last_fires");
@@ -369,9 +376,10 @@ int main(int argc, char **argv) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     int err = 0;
-    b.client = zt_client_new(config.broker_url, NULL, &err);
+    char why[512] = "";
+    b.client = zt_client_new_config(&config, NULL, &err, why, sizeof why);
     if (!b.client) {
-        zt_error("invalid broker url '%s'", config.broker_url);
+        zt_error("%s", why);
         beat_schedule_destroy(&sched);
         return 2;
     }

@@ -18,6 +18,7 @@
  * entry). Up to BATCH_MAX messages are handled per wakeup before timers,
  * the journal commit and the dispatch pass run. */
 #include "broker.h"
+#include "access.h"
 #include "beat.h"
 #include "recent.h"
 #include "broadcast.h"
@@ -26,6 +27,7 @@
 #include "journal.h"
 #include "zt_clock.h"
 #include "zt_codec.h"
+#include "zt_curve.h"
 #include "zt_error.h"
 #include "zt_log.h"
 #include "zt_proto.h"
@@ -72,6 +74,11 @@ struct broker {
     zsock_t *router; /* czmq sets it up; the loop uses the raw handle */
     void *raw;
     broker_events_t *events;
+    /* CURVE: keys, roles and zauth; NULL in plain mode. peer is the
+     * authenticated sender of the message being handled (NULL in plain mode). */
+    broker_access_t *access;
+    const broker_peer_t *peer;
+    volatile sig_atomic_t *reload_flag;
     broker_journal_t *journal;
     broker_journal_recovery_t recovery; /* what recovery found at start */
     size_t recovered_tasks;
@@ -528,6 +535,9 @@ static void worker_gone(broker_t *self, broker_worker_t *w, const char *reason) 
     size_t held = broker_worker_in_flight(w)->count;
     if (bye)
         zt_info("worker %s left (%zu tasks in flight requeued)", broker_worker_name(w), held);
+    else if (strcmp(reason, "revoked") == 0)
+        zt_warn("worker %s cut off: its key was withdrawn (%zu tasks in flight requeued)",
+                broker_worker_name(w), held);
     else
         zt_warn("worker %s lost: no message for %lld ms (%zu tasks in flight requeued)",
                 broker_worker_name(w), (long long)((self->now - broker_worker_last_seen(w)) / 1000),
@@ -727,10 +737,44 @@ static void handle_submit(broker_t *self, const void *identity, size_t isize, co
     }
 }
 
+static bool printable(const char *s, size_t len);
+
+/* CURVE: may the sender run this CONTROL op? If not, answers CONTROL-REPLY
+ * {req, ok: false, error: "forbidden: ..."} and returns false. A request too
+ * malformed to tell is left to broker_control_handle() (ERROR invalid-field). */
+static bool control_allowed(broker_t *self, const void *identity, size_t isize,
+                            const msgpack_object *root) {
+    const char *op;
+    size_t op_len;
+    uint64_t req;
+    if (!self->peer || zt_mp_get_str(root, "op", &op, &op_len) != 0 ||
+        zt_mp_get_uint(root, "req", &req) != 0)
+        return true;
+    broker_role_t need = broker_access_control_roles(op, op_len);
+    if (self->peer->role & need)
+        return true;
+    char roles[64], error[320];
+    bool show = op_len <= 64 && printable(op, op_len);
+    snprintf(error, sizeof error, "forbidden: op '%.*s' needs role %s; key '%s' has role %s",
+             show ? (int)op_len : 1, show ? op : "?", broker_roles_text(need, roles, sizeof roles),
+             self->peer->name, broker_role_name(self->peer->role));
+    peer_warn(self, identity, isize, "%s", error);
+    self->reply.size = 0;
+    msgpack_pack_map(&self->reply_pk, 3);
+    zt_pack_kv_uint(&self->reply_pk, "req", req);
+    zt_pack_kv_bool(&self->reply_pk, "ok", false);
+    zt_pack_kv_cstr(&self->reply_pk, "error", error);
+    send_raw(self, identity, isize, ZT_CMD_CONTROL_REPLY, self->reply.data, self->reply.size, NULL,
+             0);
+    return false;
+}
+
 static void handle_control(broker_t *self, const void *identity, size_t isize,
                            const msgpack_object *root) {
     char reason[256];
     bool deferred;
+    if (!control_allowed(self, identity, isize, root))
+        return;
     self->reply.size = 0;
     if (broker_control_handle(self, identity, isize, root, &self->reply_pk, &deferred, reason,
                               sizeof reason) != 0) {
@@ -989,6 +1033,7 @@ static void handle_hello(broker_t *self, const void *identity, size_t isize,
     broker_worker_register(w, name, host, pid, queues, nqueues,
                            ts ? (const char *const *)tasks : NULL, ntasks, (uint32_t)concurrency,
                            credit);
+    broker_worker_set_curve_key(w, self->peer ? self->peer->key : NULL);
     for (size_t i = 0; i < ntasks; i++)
         free(tasks[i]);
     free(tasks);
@@ -1000,9 +1045,10 @@ static void handle_hello(broker_t *self, const void *identity, size_t isize,
         used += (size_t)snprintf(qlist + used, sizeof qlist - used, "%s%s", i ? "," : "",
                                  broker_queue_name(queues[i]));
     zt_info("worker %s %s (host %s, pid %llu, queues %s, concurrency %llu, credit %llu, %zu "
-            "tasks)",
+            "tasks%s%s%s)",
             name, known ? "registered again" : "online", host, (unsigned long long)pid, qlist,
-            (unsigned long long)concurrency, (unsigned long long)broker_worker_credit(w), ntasks);
+            (unsigned long long)concurrency, (unsigned long long)broker_worker_credit(w), ntasks,
+            self->peer ? ", key '" : "", self->peer ? self->peer->name : "", self->peer ? "'" : "");
 
     pack_reset(self);
     msgpack_pack_map(&self->pk, 3);
@@ -1340,6 +1386,88 @@ static bool worker_command(int cmd) {
     }
 }
 
+/* ---- CURVE: roles (docs/SECURITY.md) ----------------------------------------------- */
+
+/* What a command does, for refusals a human reads. */
+static const char *command_purpose(int cmd) {
+    switch (cmd) {
+    case ZT_CMD_SUBMIT:
+        return "submitting tasks (SUBMIT)";
+    case ZT_CMD_CONTROL:
+        return "querying the broker (CONTROL)";
+    case ZT_CMD_HELLO:
+        return "registering as a worker (HELLO)";
+    default:
+        return "worker messages";
+    }
+}
+
+/* Refuses a message from a key that may not send it: REJECTED forbidden
+ * for SUBMIT (with the task id when the body has one, in SUBMIT order like
+ * any rejection), ERROR forbidden otherwise; one log line with the key's
+ * certificate name (rate-limited, like every line about peers). */
+static void forbid(broker_t *self, const void *identity, size_t isize, int cmd, const void *body,
+                   size_t body_size, const char *why) {
+    peer_warn(self, identity, isize, "forbidden: %s", why);
+    if (cmd != ZT_CMD_SUBMIT) {
+        if (zt_proto_send_error(self->raw, identity, isize, ZT_WIRE_FORBIDDEN, why) == 0)
+            self->stats.messages_out++;
+        return;
+    }
+    self->stats.submitted++;
+    self->stats.rejected++;
+    char id[ZT_ID_MAX + 1] = "";
+    const msgpack_object *root = parse_body(self, body, body_size);
+    const char *s;
+    size_t len;
+    if (root && zt_mp_get_str(root, "id", &s, &len) == 0 && zt_taskmsg_valid_id(s, len))
+        cstr(id, sizeof id, s, len);
+    pack_reset(self);
+    msgpack_pack_map(&self->pk, 3);
+    zt_pack_kv_cstr(&self->pk, "id", id[0] ? id : NULL);
+    zt_pack_kv_cstr(&self->pk, "code", ZT_WIRE_FORBIDDEN);
+    zt_pack_kv_cstr(&self->pk, "reason", why);
+    if (self->held.size - self->held_head > HELD_MAX)
+        send_raw(self, identity, isize, ZT_CMD_REJECTED, self->out.data, self->out.size, NULL, 0);
+    else
+        submit_reply(self, identity, isize, ZT_CMD_REJECTED, self->out.data, self->out.size);
+}
+
+/* CURVE: finds the key that sent this message and checks that its role may
+ * send cmd, and that worker messages come with the key the worker
+ * registered with. Sets self->peer and returns true, or answers forbidden
+ * and returns false. */
+static bool authorised(broker_t *self, zt_frames_t *f, const void *identity, size_t isize, int cmd,
+                       const void *body, size_t body_size) {
+    /* libzmq puts the handshake's metadata on every frame; frame 1 is ours */
+    const broker_peer_t *peer = broker_access_peer(self->access, &f->frame[f->count > 1 ? 1 : 0]);
+    broker_role_t need = broker_access_command_roles(cmd);
+    char why[400], roles[64];
+    if (!peer) {
+        snprintf(why, sizeof why,
+                 "this key is not among the broker's allowed certificates (if it was added to "
+                 "%s lately, send the broker SIGHUP)",
+                 broker_access_dir(self->access));
+    } else if (!(peer->role & need)) {
+        snprintf(why, sizeof why, "key '%s' has role %s; %s needs role %s", peer->name,
+                 broker_role_name(peer->role), command_purpose(cmd),
+                 broker_roles_text(need, roles, sizeof roles));
+    } else {
+        broker_worker_t *w = need == BROKER_ROLE_WORKER
+                                 ? broker_workers_lookup(self->workers, identity, isize)
+                                 : NULL;
+        if (!w || strcmp(broker_worker_curve_key(w), peer->key) == 0) {
+            self->peer = peer;
+            return true;
+        }
+        snprintf(why, sizeof why,
+                 "key '%s' sent %s for worker %s, which registered with another key", peer->name,
+                 zt_cmd_name(cmd), broker_worker_name(w));
+    }
+    forbid(self, identity, isize, cmd, body, body_size, why);
+    return false;
+}
+
 /* Oversized: answered without decoding the body. A SUBMIT (recognisable
  * from its first frames) gets REJECTED so the client's reply count holds. */
 static void handle_oversized(broker_t *self, zt_frames_t *f, const void *identity, size_t isize) {
@@ -1376,6 +1504,10 @@ static void handle_message(broker_t *self, zt_frames_t *f) {
         protocol_error(self, identity, isize, code, "malformed ZTP envelope");
         return;
     }
+    self->peer = NULL;
+    if (self->access && broker_access_command_roles(cmd) != BROKER_ROLE_NONE &&
+        !authorised(self, f, identity, isize, cmd, body, body_size))
+        return;
     if (cmd == ZT_CMD_SUBMIT) {
         handle_submit(self, identity, isize, body, body_size);
         return;
@@ -1497,6 +1629,9 @@ static long poll_timeout(broker_t *self) {
     int64_t bcast = broker_broadcasts_wait(self->broadcasts, self->now);
     if (bcast >= 0 && bcast < wait)
         wait = bcast;
+    int64_t events = broker_events_wait(self->events, self->now);
+    if (events >= 0 && events < wait)
+        wait = events;
     /* the disk failed: try again soon (replies wait for it) */
     if (broker_journal_pending(self->journal) && wait > JOURNAL_RETRY_MS * 1000)
         wait = JOURNAL_RETRY_MS * 1000;
@@ -1521,12 +1656,40 @@ static void commit(broker_t *self) {
     broker_journal_poll(self->journal);
 }
 
+int broker_reload_keys(broker_t *self) {
+    if (!self->access) {
+        zt_info("reload: CURVE is off, no keys to reload");
+        return 0;
+    }
+    int withdrawn = broker_access_reload(self->access);
+    if (withdrawn <= 0)
+        return withdrawn;
+    /* workers whose key is gone or no longer a worker key: off at once, their
+     * tasks back to the queues (backwards: worker_gone() removes) */
+    for (size_t i = broker_workers_size(self->workers); i-- > 0;) {
+        broker_worker_t *w = broker_workers_at(self->workers, i);
+        const broker_peer_t *p = broker_access_lookup(self->access, broker_worker_curve_key(w));
+        if (!p || !(p->role & BROKER_ROLE_WORKER))
+            worker_gone(self, w, "revoked");
+    }
+    /* a CURVE connection keeps its key for life: drop every events
+     * subscriber, the ones still allowed come back through the handshake */
+    broker_events_rebind(self->events);
+    return withdrawn;
+}
+
 int broker_run(broker_t *self) {
     int sync_fd = broker_journal_sync_fd(self->journal);
-    zmq_pollitem_t items[3] = {{self->raw, 0, ZMQ_POLLIN, 0},
+    /* the ROUTER, the events socket, the journal's sync pipe, CURVE monitors */
+    zmq_pollitem_t items[8] = {{self->raw, 0, ZMQ_POLLIN, 0},
                                {broker_events_socket(self->events), 0, ZMQ_POLLIN, 0},
                                {NULL, sync_fd, ZMQ_POLLIN, 0}};
     int nitems = sync_fd >= 0 ? 3 : 2;
+    int first_monitor = nitems;
+    size_t nmonitors = self->access ? broker_access_monitor_count(self->access) : 0;
+    for (size_t i = 0; i < nmonitors && nitems < 8; i++)
+        items[nitems++] =
+            (zmq_pollitem_t){broker_access_monitor_socket(self->access, i), 0, ZMQ_POLLIN, 0};
     self->stop = 0;
     self->now = zt_clock_mono_us();
     self->next_housekeeping = self->now + self->heartbeat_us;
@@ -1547,9 +1710,17 @@ int broker_run(broker_t *self) {
             drain(self);
         if (items[1].revents & ZMQ_POLLIN)
             broker_events_handle_input(self->events);
-        if (nitems == 3 && (items[2].revents & ZMQ_POLLIN)) {
+        if (sync_fd >= 0 && (items[2].revents & ZMQ_POLLIN)) {
             broker_journal_on_synced(self->journal);
             release_replies(self);
+        }
+        for (int i = first_monitor; i < nitems; i++)
+            if (items[i].revents & ZMQ_POLLIN)
+                broker_access_handle_monitor(self->access, (size_t)(i - first_monitor));
+        if (self->reload_flag && *self->reload_flag) {
+            *self->reload_flag = 0;
+            zt_info("SIGHUP: rereading the allowed keys");
+            broker_reload_keys(self);
         }
         release_timers(self);
         dispatch(self);
@@ -1558,7 +1729,9 @@ int broker_run(broker_t *self) {
         if (broker_broadcasts_size(self->broadcasts))
             finish_broadcasts(self);
         commit(self);
+        broker_events_flush(self->events, zt_clock_mono_us(), false);
     }
+    broker_events_flush(self->events, zt_clock_mono_us(), true);
     zt_info("stopping");
     /* what clients were promised goes to disk before we go */
     if (broker_journal_sync_now(self->journal) == 0)
@@ -1813,8 +1986,8 @@ static int snapshot_state(void *arg, broker_journal_t *journal) {
 
 void broker_options_defaults(broker_options_t *opts) {
     memset(opts, 0, sizeof *opts);
-    opts->bind = "tcp://*:5555";
-    opts->events_bind = "tcp://*:5556";
+    opts->bind = "tcp://127.0.0.1:5555";
+    opts->events_bind = "tcp://127.0.0.1:5556";
     opts->data_dir = "./zmqbroker-data";
     opts->heartbeat_ms = 1000;
     opts->liveness = 3;
@@ -1861,6 +2034,7 @@ broker_t *broker_new(const broker_options_t *opts, int *err) {
     self->max_queue_length = (uint64_t)opts->max_queue_length;
     self->max_queued_bytes = (uint64_t)opts->max_queued_bytes;
     self->stop_flag = opts->stop_flag;
+    self->reload_flag = opts->reload_flag;
     self->start_us = zt_clock_mono_us();
     self->now = self->start_us;
     char host[256] = "localhost";
@@ -1890,6 +2064,31 @@ broker_t *broker_new(const broker_options_t *opts, int *err) {
     ZT_ASSERT(self->tasks && self->queues && self->revoked_ids);
     get_queue(self, ZT_DEFAULT_QUEUE, strlen(ZT_DEFAULT_QUEUE), true);
 
+    /* Security first: nothing is opened before we know we may serve. */
+    bool curve = (opts->curve_server_cert && *opts->curve_server_cert) ||
+                 (opts->curve_allowed_dir && *opts->curve_allowed_dir);
+    if (curve) {
+        self->access = broker_access_new(opts->curve_server_cert, opts->curve_allowed_dir, &rc);
+        if (!self->access)
+            goto fail;
+    } else {
+        const char *eps[2] = {self->bind, self->events_bind};
+        for (int i = 0; i < 2; i++) {
+            if (zt_endpoint_is_local(eps[i]))
+                continue;
+            if (!opts->insecure) {
+                zt_error("refusing to bind %s without CURVE: anyone who reaches it could submit "
+                         "tasks, register as a worker and read every payload. Configure "
+                         "curve_server_cert and curve_allowed_dir (docs/SECURITY.md), bind a "
+                         "loopback or ipc:// endpoint, or start with --insecure",
+                         eps[i]);
+                rc = ZT_ERR_INVALID;
+                goto fail;
+            }
+            zt_warn("--insecure: %s is served WITHOUT encryption or authentication", eps[i]);
+        }
+    }
+
     rc = ZT_ERR_IO;
     broker_journal_options_t jo;
     broker_journal_options_defaults(&jo);
@@ -1915,12 +2114,23 @@ broker_t *broker_new(const broker_options_t *opts, int *err) {
     zmq_setsockopt(self->raw, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(self->raw, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(self->raw, ZMQ_ROUTER_MANDATORY, &off, sizeof off);
+    /* Handover lets a new connection take over a live one's identity. Under
+     * CURVE that would let one key receive what was meant for another's
+     * connection, so there an identity in use is refused instead. */
+    if (self->access)
+        on = 0;
     zmq_setsockopt(self->raw, ZMQ_ROUTER_HANDOVER, &on, sizeof on);
     zmq_setsockopt(self->raw, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(self->raw, ZMQ_LINGER, &linger, sizeof linger);
+    if (self->access && broker_access_apply(self->access, self->router) != 0) {
+        zt_error("cannot make the ROUTER socket a CURVE server");
+        goto fail;
+    }
     if (bind_socket(self->router, self->bind, self->endpoint, sizeof self->endpoint) != 0)
         goto fail;
-    self->events = broker_events_new(self->events_bind, NULL);
+    if (self->access && broker_access_watch(self->access, self->router, "clients") != 0)
+        goto fail;
+    self->events = broker_events_new_secure(self->events_bind, self->access, NULL);
     if (!self->events)
         goto fail;
     {
@@ -1932,8 +2142,8 @@ broker_t *broker_new(const broker_options_t *opts, int *err) {
         else
             snprintf(self->events_endpoint, sizeof self->events_endpoint, "%s", self->events_bind);
     }
-    zt_info("listening on %s", self->endpoint);
-    zt_info("events on %s", self->events_endpoint);
+    zt_info("listening on %s%s", self->endpoint, self->access ? " (CURVE)" : "");
+    zt_info("events on %s%s", self->events_endpoint, self->access ? " (CURVE)" : "");
     return self;
 fail:
     broker_destroy(&self);
@@ -1948,6 +2158,7 @@ void broker_destroy(broker_t **self_p) {
     broker_t *self = *self_p;
     zsock_destroy(&self->router);
     broker_events_destroy(&self->events);
+    broker_access_destroy(&self->access); /* zauth after the sockets it serves */
     /* unlink every task from lists and the heap, then free the records */
     broker_broadcasts_destroy(&self->broadcasts);
     broker_beat_destroy(&self->beat);
@@ -2094,6 +2305,10 @@ static void remember_revoked(broker_t *self, const char *id) {
     *slot = zt_strdup(id);
     zhashx_insert(self->revoked_ids, id, (void *)1);
     self->revoked_next = (self->revoked_next + 1) % REVOKED_IDS_MAX;
+}
+
+broker_task_t *broker_task_find(broker_t *self, const char *id) {
+    return find_task(self, id, strlen(id));
 }
 
 const char *broker_revoke(broker_t *self, const char *id, bool terminate, const char *signal) {

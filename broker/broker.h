@@ -44,6 +44,14 @@ typedef struct {
     int64_t max_queue_length;  /* tasks waiting in one queue (ready + scheduled); 0 = no limit */
     int64_t max_queued_bytes;  /* bytes of all tasks held (message + record); 0 = no limit */
     const char *journal_fault_file; /* tests: journal writes fail while it exists; NULL = off */
+    /* CURVE (docs/SECURITY.md): both set = the ROUTER and the events XPUB are
+     * CURVE servers and roles apply; both NULL/"" = plain */
+    const char *curve_server_cert; /* the broker's secret certificate file */
+    const char *curve_allowed_dir; /* public certificates allowed, with their roles */
+    bool insecure;                 /* plain mode may bind non-loopback TCP (else refused) */
+    /* When not NULL, the loop rereads curve_allowed_dir soon after
+     * *reload_flag becomes non-zero (main's SIGHUP flag) and clears it. */
+    volatile sig_atomic_t *reload_flag;
     /* When not NULL, broker_run() returns soon after *stop_flag becomes
      * non-zero (main's signal flag). */
     const volatile sig_atomic_t *stop_flag;
@@ -56,14 +64,23 @@ typedef struct {
 void broker_options_defaults(broker_options_t *opts);
 
 /* Creates the broker: opens the data directory and recovers the state the
- * journal holds (docs/DURABILITY.md), then binds the sockets. Returns the
- * broker, or NULL with *err (ZT_ERR_INVALID bad options, ZT_ERR_IO cannot
- * bind, or cannot create or lock the data directory); err may be NULL. */
+ * journal holds (docs/DURABILITY.md), then binds the sockets. Without CURVE
+ * it refuses endpoints other machines can reach (zt_endpoint_is_local())
+ * unless opts->insecure. Returns the broker, or NULL with *err
+ * (ZT_ERR_INVALID bad options or certificates, or a refused endpoint;
+ * ZT_ERR_IO cannot bind, or cannot create or lock the data directory); err
+ * may be NULL. */
 broker_t *broker_new(const broker_options_t *opts, int *err);
 
 /* Runs the loop until the stop flag is set or broker_stop() is called.
  * Returns 0, or ZT_ERR_IO if the sockets failed. */
 int broker_run(broker_t *self);
+
+/* Rereads the allowed certificates now (what SIGHUP does): keys removed or
+ * whose role changed are cut off (their workers dropped, their tasks
+ * requeued, events subscribers disconnected). Returns the number of keys
+ * withdrawn, 0 in plain mode, or a negative code (old keys kept). */
+int broker_reload_keys(broker_t *self);
 
 /* Asks broker_run() to return. Async-signal-safe: it only sets a flag. */
 void broker_stop(broker_t *self);
@@ -163,5 +180,10 @@ int broker_broadcast(broker_t *self, const void *client, size_t client_size, uin
  * found in: "queued", "scheduled", "running" or "unknown" (then the id is
  * remembered, so a later SUBMIT of it is revoked on arrival). */
 const char *broker_revoke(broker_t *self, const char *id, bool terminate, const char *signal);
+
+/* The task the broker holds under id (queued, scheduled or in flight), or
+ * NULL when it holds none (never seen, or finished). Borrowed until the
+ * loop next changes it. */
+broker_task_t *broker_task_find(broker_t *self, const char *id);
 
 #endif

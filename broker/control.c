@@ -167,6 +167,57 @@ static int op_scheduled(ctx_t *c) {
     return 0;
 }
 
+/* task {id} -> what the broker holds for one task, with its task message as
+ * submitted (args and kwargs included: a monitor shows them for tasks that
+ * have not finished; finished ones are only in the result backend). */
+static int op_task(ctx_t *c) {
+    const char *id;
+    size_t len;
+    char idbuf[ZT_ID_MAX + 1];
+    if (zt_mp_get_str(c->request, "id", &id, &len) != 0 || !zt_taskmsg_valid_id(id, len)) {
+        snprintf(c->error, sizeof c->error, "task: 'id' must be a task id");
+        return ZT_ERR_INVALID;
+    }
+    memcpy(idbuf, id, len);
+    idbuf[len] = '\0';
+    broker_task_t *t = broker_task_find(c->broker, idbuf);
+    if (!t) {
+        snprintf(c->error, sizeof c->error, "unknown task '%s' (finished, or never seen)", idbuf);
+        return ZT_ERR_NOT_FOUND;
+    }
+    broker_task_state_t state = broker_task_state(t);
+    broker_worker_t *w = broker_task_worker(t);
+    bool in_flight = w && (state == BROKER_TASK_RESERVED || state == BROKER_TASK_STARTED);
+    bool scheduled = state == BROKER_TASK_SCHEDULED;
+    const char *revoked = broker_revoked_name(broker_task_revoked(t));
+    size_t body_size;
+    const void *body = broker_task_body(t, &body_size);
+    bool queued = state == BROKER_TASK_QUEUED;
+    msgpack_pack_map(c->pk, 9 + (in_flight ? 2 : 0) + (scheduled ? 1 : 0) + (queued ? 1 : 0));
+    zt_pack_kv_cstr(c->pk, "id", broker_task_id(t));
+    zt_pack_kv_cstr(c->pk, "task", broker_task_name(t));
+    zt_pack_kv_cstr(c->pk, "queue", broker_queue_name(broker_task_queue(t)));
+    zt_pack_kv_cstr(c->pk, "state", broker_task_state_name(state));
+    zt_pack_kv_int(c->pk, "priority", broker_task_priority(t));
+    zt_pack_kv_uint(c->pk, "retries", broker_task_retries(t));
+    zt_pack_kv_bool(c->pk, "redelivered", broker_task_redelivered(t));
+    zt_pack_kv_cstr(c->pk, "revoked", revoked); /* nil when not revoked */
+    /* how long it has waited in its queue */
+    if (queued)
+        zt_pack_kv_double(c->pk, "age", usecs_to_s(zt_clock_mono_us() - broker_task_listed_at(t)));
+    if (in_flight) {
+        zt_pack_kv_cstr(c->pk, "worker", broker_worker_name(w));
+        zt_pack_kv_double(c->pk, "started", broker_task_started(t));
+    }
+    if (scheduled)
+        zt_pack_kv_double(c->pk, "eta", broker_due_to_wall(c->broker, broker_task_due(t)));
+    /* the message is one valid MessagePack map already (checked at SUBMIT) */
+    zt_pack_cstr(c->pk, "message");
+    msgpack_packer *pk = c->pk;
+    pk->callback(pk->data, body, body_size);
+    return 0;
+}
+
 /* ---- zmqbeat (PROTOCOL.md §5.3) ---- */
 
 /* Copies the string at key into buf as a name (task-name characters).
@@ -485,6 +536,7 @@ static const struct {
     {"workers", op_workers},
     {"purge", op_purge},
     {"revoke", op_revoke},
+    {"task", op_task},
     {"scheduled", op_scheduled},
     {"active", op_active},
     {"reserved", op_reserved},

@@ -1,6 +1,7 @@
 /* zmqbroker: parses options (defaults < config file < environment < command
  * line), sets up logging and signals, then broker new -> run -> destroy.
- * SIGTERM/SIGINT end the loop; the process exits 0 after freeing everything. */
+ * SIGTERM/SIGINT end the loop; the process exits 0 after freeing everything.
+ * SIGHUP rereads the allowed CURVE certificates (docs/SECURITY.md). */
 #include "broker.h"
 #include "zt_config.h"
 #include "zt_error.h"
@@ -14,11 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static volatile sig_atomic_t g_stop; /* the one mutable global: the signal flag */
+static volatile sig_atomic_t g_stop;   /* the signal flags: SIGTERM/SIGINT */
+static volatile sig_atomic_t g_reload; /* SIGHUP */
 
 static void on_signal(int sig) {
-    (void)sig;
-    g_stop = 1;
+    if (sig == SIGHUP)
+        g_reload = 1;
+    else
+        g_stop = 1;
 }
 
 static void usage(FILE *out, const zt_config_t *d) {
@@ -45,6 +49,8 @@ static void usage(FILE *out, const zt_config_t *d) {
         "                           SUBMIT gets REJECTED queue-full; 0 = no limit (default %lld)\n"
         "  --max-queued-bytes N     bytes of all tasks held before SUBMIT gets REJECTED\n"
         "                           queue-full; 0 = no limit (default %lld)\n"
+        "  --insecure               allow binding non-loopback TCP without CURVE (refused\n"
+        "                           otherwise; prefer curve_server_cert, docs/SECURITY.md)\n"
         "  --config FILE            INI settings file (keys below; default none)\n"
         "  --loglevel L             debug, info, warning or error (default %s)\n"
         "  --logfile F              log file (default standard error)\n"
@@ -53,7 +59,14 @@ static void usage(FILE *out, const zt_config_t *d) {
         "Config file keys used: broker_bind, broker_events_bind, broker_data_dir,\n"
         "broker_heartbeat_ms, broker_liveness, broker_max_message_bytes, broker_fsync,\n"
         "broker_fsync_interval_ms, broker_journal_compact_bytes, broker_max_queue_length,\n"
-        "broker_max_queued_bytes, loglevel, logfile.\n"
+        "broker_max_queued_bytes, broker_insecure, curve_server_cert, curve_allowed_dir,\n"
+        "loglevel, logfile.\n"
+        "\n"
+        "CURVE (docs/SECURITY.md): with curve_server_cert (env ZT_CURVE_SERVER_CERT_FILE)\n"
+        "and curve_allowed_dir (env ZT_CURVE_ALLOWED_DIR) both sockets encrypt and\n"
+        "authenticate, and each key's role (worker, client, beat, admin) decides what it\n"
+        "may do. Certificate files come from the config file or the environment, never\n"
+        "from the command line. SIGHUP rereads curve_allowed_dir.\n"
         "\n",
         d->broker_bind, d->broker_events_bind, d->broker_data_dir,
         (long long)d->broker_heartbeat_ms, (long long)d->broker_liveness,
@@ -85,7 +98,8 @@ int main(int argc, char **argv) {
         OPT_FSYNC_MS,
         OPT_COMPACT,
         OPT_MAX_QLEN,
-        OPT_MAX_QBYTES
+        OPT_MAX_QBYTES,
+        OPT_INSECURE
     };
     static const struct option longopts[] = {
         {"bind", required_argument, NULL, OPT_BIND},
@@ -103,6 +117,7 @@ int main(int argc, char **argv) {
         {"journal-compact-bytes", required_argument, NULL, OPT_COMPACT},
         {"max-queue-length", required_argument, NULL, OPT_MAX_QLEN},
         {"max-queued-bytes", required_argument, NULL, OPT_MAX_QBYTES},
+        {"insecure", no_argument, NULL, OPT_INSECURE},
         {NULL, 0, NULL, 0}};
 
     /* --help first, so it works even with a broken config file */
@@ -164,6 +179,9 @@ int main(int argc, char **argv) {
         case OPT_MAX_QBYTES:
             key = "broker_max_queued_bytes";
             break;
+        case OPT_INSECURE:
+            config.broker_insecure = 1;
+            break;
         default:
             fprintf(stderr, "zmqbroker: unknown option or missing value: %s\n", argv[optind - 1]);
             fprintf(stderr, "Try 'zmqbroker --help'.\n");
@@ -203,11 +221,13 @@ int main(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &block, &old);
 
     opts.bind = config.broker_bind;
@@ -221,6 +241,10 @@ int main(int argc, char **argv) {
     opts.max_queue_length = config.broker_max_queue_length;
     opts.max_queued_bytes = config.broker_max_queued_bytes;
     opts.stop_flag = &g_stop;
+    opts.reload_flag = &g_reload;
+    opts.curve_server_cert = config.curve_server_cert;
+    opts.curve_allowed_dir = config.curve_allowed_dir;
+    opts.insecure = config.broker_insecure != 0;
     /* tests only: simulate a full disk (docs/DURABILITY.md) */
     opts.journal_fault_file = getenv("ZT_JOURNAL_FAULT_FILE");
     int err = 0;

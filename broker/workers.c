@@ -6,6 +6,7 @@
 #include "zt_error.h"
 
 #include <czmq.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,8 +26,9 @@ struct broker_worker {
     size_t ntasks;
     broker_task_list_t in_flight; /* dispatched, not finished, oldest first */
     broker_worker_counters_t counters;
-    int64_t last_seen; /* monotonic usecs */
-    int64_t last_sent; /* monotonic usecs */
+    int64_t last_seen;  /* monotonic usecs */
+    int64_t last_sent;  /* monotonic usecs */
+    char curve_key[41]; /* CURVE public key (Z85) its HELLO came with; "" in plain mode */
 };
 
 struct broker_workers {
@@ -194,6 +196,14 @@ const void *broker_worker_identity(const broker_worker_t *self, size_t *size) {
 
 const char *broker_worker_name(const broker_worker_t *self) {
     return self->name ? self->name : "";
+}
+
+void broker_worker_set_curve_key(broker_worker_t *self, const char *key) {
+    snprintf(self->curve_key, sizeof self->curve_key, "%s", key ? key : "");
+}
+
+const char *broker_worker_curve_key(const broker_worker_t *self) {
+    return self->curve_key;
 }
 
 const char *broker_worker_host(const broker_worker_t *self) {

@@ -80,6 +80,12 @@ broker_queue_t *broker_worker_queue(const broker_worker_t *self, size_t i);
 size_t broker_worker_task_count(const broker_worker_t *self);
 const char *broker_worker_task(const broker_worker_t *self, size_t i);
 
+/* CURVE: the public key (Z85) the worker registered with, so messages from
+ * its identity under another key are refused and a revoked key can be found.
+ * "" in plain mode. The string is copied. */
+void broker_worker_set_curve_key(broker_worker_t *self, const char *key);
+const char *broker_worker_curve_key(const broker_worker_t *self);
+
 /* Credit: remaining dispatches allowed. add clamps at BROKER_CREDIT_MAX. */
 uint64_t broker_worker_credit(const broker_worker_t *self);
 void broker_worker_add_credit(broker_worker_t *self, uint64_t credit);

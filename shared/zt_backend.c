@@ -620,6 +620,22 @@ bool zt_backend_connected(const zt_backend_t *self) {
 
 int zt_backend_queue_state(zt_backend_t *self, const char *id, const char *status,
                            const json_t *result, const char *traceback, int64_t ttl_s) {
+    return zt_backend_queue_state_ext(self, id, status, result, traceback, ttl_s, NULL);
+}
+
+/* True for the keys of the meta itself, which extended fields must not replace. */
+static bool meta_key(const char *key) {
+    static const char *const keys[] = {"status",   "result",    "traceback",
+                                       "children", "date_done", "task_id"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strcmp(key, keys[i]) == 0)
+            return true;
+    return false;
+}
+
+int zt_backend_queue_state_ext(zt_backend_t *self, const char *id, const char *status,
+                               const json_t *result, const char *traceback, int64_t ttl_s,
+                               const json_t *extended) {
     if (!id || !*id || strlen(id) > 256 || !valid_status(status) || ttl_s <= 0)
         return ZT_ERR_INVALID;
     bool final = strcmp(status, "STARTED") != 0 && strcmp(status, "PROGRESS") != 0;
@@ -636,6 +652,14 @@ int zt_backend_queue_state(zt_backend_t *self, const char *id, const char *statu
         json_object_set_new(meta, "date_done", json_string(date));
     } else {
         json_object_set_new(meta, "date_done", json_null());
+    }
+    if (json_is_object(extended)) {
+        const char *key;
+        json_t *value;
+        json_object_foreach((json_t *)extended, key, value) {
+            if (!meta_key(key))
+                json_object_set(meta, key, value);
+        }
     }
     json_object_set_new(meta, "task_id", json_string(id));
     char *text = json_dumps(meta, JSON_COMPACT);

@@ -38,6 +38,14 @@ zt_backend_t *zt_backend_new_lazy(const char *url, int *err);
 int zt_backend_queue_state(zt_backend_t *self, const char *id, const char *status,
                            const json_t *result, const char *traceback, int64_t ttl_s);
 
+/* Like zt_backend_queue_state, and the members of extended (a JSON object,
+ * borrowed; NULL = none) are stored in the meta too, after date_done and
+ * before task_id: Celery's result_extended fields {name, args, kwargs,
+ * worker, retries, queue}. Members named like the meta's own are ignored. */
+int zt_backend_queue_state_ext(zt_backend_t *self, const char *id, const char *status,
+                               const json_t *result, const char *traceback, int64_t ttl_s,
+                               const json_t *extended);
+
 /* Builds Celery's exception object {"exc_type", "exc_message": [message],
  * "exc_module"} (module NULL = JSON null). Caller owns the reference. */
 json_t *zt_backend_exception(const char *exc_type, const char *message, const char *exc_module);

@@ -33,6 +33,30 @@ static void set_error(zt_client_t *self, const char *fmt, ...) {
 }
 
 zt_client_t *zt_client_new(const char *broker_url, const char *backend_url, int *err) {
+    return zt_client_new_secure(broker_url, backend_url, NULL, err);
+}
+
+zt_client_t *zt_client_new_config(const zt_config_t *config, const char *backend_url, int *err,
+                                  char *reason, size_t reason_size) {
+    zt_curve_t *curve = NULL;
+    int rc = zt_curve_from_config(config, ZT_CURVE_CLIENT, &curve, reason, reason_size);
+    if (rc != 0) {
+        if (err)
+            *err = rc;
+        return NULL;
+    }
+    int e = 0;
+    zt_client_t *self = zt_client_new_secure(config->broker_url, backend_url, curve, &e);
+    zt_curve_destroy(&curve);
+    if (!self)
+        zt_fail(reason, reason_size, e, "cannot use broker endpoint '%s'", config->broker_url);
+    if (err)
+        *err = e;
+    return self;
+}
+
+zt_client_t *zt_client_new_secure(const char *broker_url, const char *backend_url,
+                                  const zt_curve_t *curve, int *err) {
     if (err)
         *err = ZT_ERR_INVALID;
     if (!broker_url || !*broker_url)
@@ -48,6 +72,10 @@ zt_client_t *zt_client_new(const char *broker_url, const char *backend_url, int 
     zsock_set_linger(self->dealer, 0);
     zsock_set_sndhwm(self->dealer, 100000);
     zsock_set_rcvhwm(self->dealer, 100000);
+    if (zt_curve_apply(curve, self->dealer) != 0) {
+        zt_warn("cannot set the CURVE keys on the broker socket");
+        goto fail;
+    }
     if (zsock_connect(self->dealer, "%s", broker_url) != 0) {
         zt_warn("cannot connect to broker endpoint '%s'", broker_url);
         goto fail;

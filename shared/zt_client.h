@@ -10,6 +10,8 @@
 #ifndef ZT_CLIENT_H
 #define ZT_CLIENT_H
 
+#include "zt_config.h"
+#include "zt_curve.h"
 #include "zt_taskmsg.h"
 #include <jansson.h>
 #include <stddef.h>
@@ -21,6 +23,18 @@ typedef struct zt_client zt_client_t;
  * client that only sends never needs it. Returns NULL with *err
  * (ZT_ERR_INVALID for a bad endpoint or url); err may be NULL. */
 zt_client_t *zt_client_new(const char *broker_url, const char *backend_url, int *err);
+
+/* The same, secured by CURVE when curve is not NULL (zt_curve.h; borrowed:
+ * the socket keeps its own copy of the keys). */
+zt_client_t *zt_client_new_secure(const char *broker_url, const char *backend_url,
+                                  const zt_curve_t *curve, int *err);
+
+/* The usual way for programs: connects to config->broker_url, with CURVE
+ * when config names a client certificate (curve_client_cert and
+ * curve_broker_key). Returns NULL with *err and a message in reason (may be
+ * NULL) naming the bad setting or file, never key material. */
+zt_client_t *zt_client_new_config(const zt_config_t *config, const char *backend_url, int *err,
+                                  char *reason, size_t reason_size);
 void zt_client_destroy(zt_client_t **self_p);
 
 /* Default time to wait for the broker's ACCEPTED or CONTROL-REPLY (msecs). */

@@ -8,8 +8,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-typedef enum { KIND_STR, KIND_INT, KIND_SECONDS } kind_t;
+typedef enum { KIND_STR, KIND_INT, KIND_SECONDS, KIND_BOOL } kind_t;
 
 typedef struct {
     const char *key;
@@ -30,6 +31,8 @@ typedef struct {
     { #field, KIND_INT, offsetof(zt_config_t, field), 0, dflt, lo, hi, help }
 #define SECS(field, dflt, lo, hi, help)                                                            \
     { #field, KIND_SECONDS, offsetof(zt_config_t, field), 0, dflt, lo, hi, help }
+#define BOOL(field, dflt, help)                                                                    \
+    { #field, KIND_BOOL, offsetof(zt_config_t, field), 0, dflt, 0, 1, help }
 
 static const setting_t settings[] = {
     STR(broker_url, "tcp://127.0.0.1:5555",
@@ -37,8 +40,10 @@ static const setting_t settings[] = {
     STR(events_url, "tcp://127.0.0.1:5556",
         "broker events endpoint monitors subscribe to (env ZMQ_EVENTS_URL)"),
     STR(result_backend, "redis://127.0.0.1:6379/1", "Redis result backend (env RESULT_BACKEND)"),
-    STR(broker_bind, "tcp://*:5555", "endpoint the broker binds for clients and workers"),
-    STR(broker_events_bind, "tcp://*:5556", "endpoint the broker binds for its events stream"),
+    STR(broker_bind, "tcp://127.0.0.1:5555",
+        "endpoint the broker binds for clients and workers (non-loopback TCP needs CURVE)"),
+    STR(broker_events_bind, "tcp://127.0.0.1:5556",
+        "endpoint the broker binds for its events stream (non-loopback TCP needs CURVE)"),
     STR(broker_data_dir, "./zmqbroker-data", "directory of the broker's journal"),
     INT(broker_heartbeat_ms, "1000", 10, 3600000, "msecs between heartbeats"),
     INT(broker_liveness, "3", 1, 1000, "heartbeats missed before a peer counts as dead"),
@@ -65,6 +70,9 @@ static const setting_t settings[] = {
     INT(result_expires, "86400", 1, 315360000, "seconds a result is kept in Redis"),
     INT(result_buffer_max, "10000", 1, 10000000,
         "result writes a worker holds while Redis is unreachable"),
+    BOOL(result_extended, "true",
+         "store task name, args, kwargs, worker, retries and queue with results (Celery's "
+         "result_extended)"),
     /* Drive2 services (docs/DRIVE2.md); secrets never live here: zt_secret.h */
     STR(drive2_data_dir, "./drive2-data",
         "folder of the embedded defaults: objects, catalog.db (env DRIVE2_DATA_DIR)"),
@@ -102,6 +110,20 @@ static const setting_t settings[] = {
     STR(line_api_base_url, "https://api.line.me",
         "LINE Messaging API base URL (env LINE_API_BASE_URL; token: LINE_CHANNEL_ACCESS_TOKEN)"),
     STR(quota_alert_thresholds, "80,95", "storage quota percents that send a LINE alert once"),
+    /* CURVE security (docs/SECURITY.md); secret keys stay in their files */
+    STR(curve_server_cert, "",
+        "broker: its secret certificate file (zmqctl keygen); \"\" = no CURVE (env "
+        "ZT_CURVE_SERVER_CERT_FILE)"),
+    STR(curve_allowed_dir, "",
+        "broker: folder of the public certificates allowed to connect, with their roles; "
+        "SIGHUP reloads it (env ZT_CURVE_ALLOWED_DIR)"),
+    STR(curve_client_cert, "",
+        "clients, workers, beat, tools: own secret certificate file; \"\" = no CURVE (env "
+        "ZT_CURVE_CLIENT_CERT_FILE)"),
+    STR(curve_broker_key, "",
+        "the broker's public key (Z85) or its public certificate file (env ZT_CURVE_BROKER_KEY)"),
+    INT(broker_insecure, "0", 0, 1,
+        "1: let the broker bind non-loopback TCP without CURVE (--insecure)"),
     STR(loglevel, "info", "debug, info, warning or error"),
     STR(logfile, "", "log file (empty: standard error)"),
 };
@@ -125,6 +147,20 @@ static int apply(zt_config_t *config, const setting_t *s, const char *value, cha
         }
         memcpy(field, value, strlen(value) + 1);
         return 0;
+    }
+    if (s->kind == KIND_BOOL) {
+        /* Celery's spellings (True/False) and the usual INI ones */
+        static const char *const yes[] = {"true", "yes", "on", "1"};
+        static const char *const no[] = {"false", "no", "off", "0"};
+        for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+            if (strcasecmp(value, yes[i]) == 0 || strcasecmp(value, no[i]) == 0) {
+                *(bool *)field = strcasecmp(value, yes[i]) == 0;
+                return 0;
+            }
+        }
+        snprintf(reason, reason_size, "%s: '%s' is not a boolean (true/false, yes/no, on/off, 1/0)",
+                 s->key, value);
+        return ZT_ERR_INVALID;
     }
     char *end;
     errno = 0;
@@ -222,7 +258,11 @@ void zt_config_load_env(zt_config_t *config) {
                {"GEMINI_BASE_URL", "gemini_base_url"},
                {"QDRANT_URL", "qdrant_url"},
                {"LINE_API_BASE_URL", "line_api_base_url"},
-               {"THUMBNAIL_PUBLIC_BASE_URL", "thumbnail_public_base_url"}};
+               {"THUMBNAIL_PUBLIC_BASE_URL", "thumbnail_public_base_url"},
+               {"ZT_CURVE_SERVER_CERT_FILE", "curve_server_cert"},
+               {"ZT_CURVE_ALLOWED_DIR", "curve_allowed_dir"},
+               {"ZT_CURVE_CLIENT_CERT_FILE", "curve_client_cert"},
+               {"ZT_CURVE_BROKER_KEY", "curve_broker_key"}};
     char reason[256];
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
         const char *v = getenv(map[i].env);

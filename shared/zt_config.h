@@ -6,6 +6,7 @@
 #ifndef ZT_CONFIG_H
 #define ZT_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -40,6 +41,8 @@ typedef struct {
     int64_t worker_max_memory_per_child; /* KiB of RSS; 0 = unlimited */
     int64_t result_expires;              /* seconds a result lives in Redis */
     int64_t result_buffer_max;           /* result writes held while Redis is away */
+    bool result_extended; /* Celery's result_extended: name, args, kwargs, worker, retries and
+                           * queue are stored with each result */
     /* Drive2 services (secrets come from zt_secret_get, never from here) */
     char drive2_data_dir[ZT_URL_MAX];
     char storage_url[ZT_URL_MAX];
@@ -65,6 +68,13 @@ typedef struct {
     char thumbnail_public_base_url[ZT_URL_MAX]; /* https URL serving thumbnails/; "" = none */
     char line_api_base_url[ZT_URL_MAX];         /* LINE Messaging API; token: zt_secret */
     char quota_alert_thresholds[64];            /* percents of the quota, "80,95" */
+    /* CURVE security (docs/SECURITY.md): paths and public keys only; secret
+     * keys stay in their certificate files (zt_curve.h) */
+    char curve_server_cert[ZT_URL_MAX]; /* broker: its secret certificate file; "" = plain */
+    char curve_allowed_dir[ZT_URL_MAX]; /* broker: public certificates allowed to connect */
+    char curve_client_cert[ZT_URL_MAX]; /* connectors: own secret certificate file; "" = plain */
+    char curve_broker_key[ZT_URL_MAX];  /* connectors: broker public key (Z85) or its cert file */
+    int64_t broker_insecure;            /* 1: non-loopback TCP binds allowed without CURVE */
     /* Logging */
     char loglevel[16];
     char logfile[ZT_URL_MAX]; /* "" = stderr */

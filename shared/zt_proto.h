@@ -53,6 +53,7 @@ const char *zt_cmd_name(int cmd);
 #define ZT_WIRE_UNKNOWN_TASK "unknown-task"
 #define ZT_WIRE_DUPLICATE_ID "duplicate-id"
 #define ZT_WIRE_QUEUE_FULL "queue-full"
+#define ZT_WIRE_FORBIDDEN "forbidden" /* CURVE: the key's role may not do this */
 
 #define ZT_FRAMES_MAX 8
 

@@ -78,10 +78,11 @@ static int redis_drain(bench_results_t *self, bench_results_fn *fn, void *arg) {
 
 /* ------------------------------------------------------------ events */
 
-bench_results_t *bench_results_new_events(const char *url, int settle_ms) {
+bench_results_t *bench_results_new_events(const char *url, const zt_curve_t *curve, int settle_ms) {
     bench_results_t *self = zt_calloc(1, sizeof *self);
     self->sub = zsock_new(ZMQ_SUB);
-    if (!self->sub || zsock_connect(self->sub, "%s", url)) {
+    if (!self->sub || zt_curve_apply(curve, self->sub) != 0 ||
+        zsock_connect(self->sub, "%s", url)) {
         zt_error("cannot connect to the events endpoint %s", url);
         bench_results_destroy(&self);
         return NULL;

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <zmq.h>
 
+#include "zt_curve.h"
+
 typedef struct bench_results bench_results_t;
 
 typedef enum {
@@ -32,10 +34,11 @@ typedef void(bench_results_fn)(const char *id, size_t id_len, bench_state_t stat
  * NULL after logging why. */
 bench_results_t *bench_results_new_redis(const char *url, int timeout_ms);
 
-/* Subscribes to the broker's events endpoint. ZeroMQ subscriptions take a
- * moment to reach the publisher; this waits settle_ms before returning so the
- * first tasks' events are not lost. Returns the source or NULL. */
-bench_results_t *bench_results_new_events(const char *url, int settle_ms);
+/* Subscribes to the broker's events endpoint, with CURVE when curve is not
+ * NULL (borrowed). ZeroMQ subscriptions take a moment to reach the
+ * publisher; this waits settle_ms before returning so the first tasks'
+ * events are not lost. Returns the source or NULL. */
+bench_results_t *bench_results_new_events(const char *url, const zt_curve_t *curve, int settle_ms);
 
 void bench_results_destroy(bench_results_t **self_p);
 

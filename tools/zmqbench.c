@@ -453,7 +453,12 @@ int main(int argc, char **argv) {
     bench_run_t run;
     memset(&run, 0, sizeof run);
     bench_results_t *results = NULL;
-    zt_client_t *client = zt_client_new(opts.config.broker_url, NULL, &rc);
+    zt_curve_t *curve = NULL;
+    if (zt_curve_from_config(&opts.config, ZT_CURVE_CLIENT, &curve, reason, sizeof reason) != 0) {
+        fprintf(stderr, "zmqbench: %s\n", reason);
+        return 2;
+    }
+    zt_client_t *client = zt_client_new_secure(opts.config.broker_url, NULL, curve, &rc);
     if (!client) {
         fprintf(stderr, "zmqbench: cannot use broker %s: %s\n", opts.config.broker_url,
                 zt_strerror(rc));
@@ -470,7 +475,7 @@ int main(int argc, char **argv) {
         goto done;
     }
     /* Listen before the first SUBMIT so no completion can slip past. */
-    results = opts.no_results ? bench_results_new_events(opts.config.events_url, 300)
+    results = opts.no_results ? bench_results_new_events(opts.config.events_url, curve, 300)
                               : bench_results_new_redis(opts.config.result_backend, 5000);
     if (!results) {
         fprintf(stderr, "zmqbench: cannot subscribe to %s\n",
@@ -496,5 +501,6 @@ done:
     free(run.finished);
     bench_results_destroy(&results);
     zt_client_destroy(&client);
+    zt_curve_destroy(&curve);
     return status;
 }

@@ -7,6 +7,7 @@
 #include "zt_client.h"
 #include "zt_clock.h"
 #include "zt_config.h"
+#include "zt_curve.h"
 #include "zt_error.h"
 #include "zt_log.h"
 #include "zt_taskmsg.h"
@@ -58,7 +59,9 @@ enum {
     OPT_TERMINATE,
     OPT_SIGNAL,
     OPT_DESTINATION,
-    OPT_REPLY_TIMEOUT
+    OPT_REPLY_TIMEOUT,
+    OPT_ROLE,
+    OPT_DIR
 };
 
 #define CTL_DEFAULT_REPLY_TIMEOUT_S 1.0
@@ -192,10 +195,13 @@ static int parse_options(ctl_t *ctl, const command_t *cmd, int argc, char **argv
  * printing why, with *exit_code set. */
 static zt_client_t *open_client(ctl_t *ctl, bool with_backend, int *exit_code) {
     int err = 0;
-    zt_client_t *client = zt_client_new(ctl->config.broker_url,
-                                        with_backend ? ctl->config.result_backend : NULL, &err);
+    char why[512] = "";
+    zt_client_t *client = zt_client_new_config(
+        &ctl->config, with_backend ? ctl->config.result_backend : NULL, &err, why, sizeof why);
     if (!client) {
-        if (err == ZT_ERR_BACKEND)
+        if (ctl->config.curve_client_cert[0] || ctl->config.curve_broker_key[0])
+            fprintf(stderr, "zmqctl: %s\n", why); /* a CURVE setting; never key material */
+        else if (err == ZT_ERR_BACKEND)
             fprintf(stderr, "zmqctl: cannot reach the result backend at %s\n",
                     ctl->config.result_backend);
         else
@@ -214,8 +220,12 @@ static int client_failure(ctl_t *ctl, zt_client_t *client, int rc, const char *w
     const char *detail = zt_client_last_error(client);
     switch (rc) {
     case ZT_ERR_TIMEOUT:
-        fprintf(stderr, "zmqctl: %s: no reply from the broker at %s within %g s\n", what,
-                ctl->config.broker_url, ctl->timeout_s);
+        fprintf(stderr, "zmqctl: %s: no reply from the broker at %s within %g s%s\n", what,
+                ctl->config.broker_url, ctl->timeout_s,
+                ctl->config.curve_client_cert[0]
+                    ? " (CURVE: is this key in the broker's allowed folder, and is "
+                      "curve_broker_key the broker's key?)"
+                    : "");
         return CTL_EXIT_TIMEOUT;
     case ZT_ERR_REJECTED:
         fprintf(stderr, "zmqctl: %s rejected: %s\n", what, detail[0] ? detail : "no reason given");
@@ -758,6 +768,62 @@ static int cmd_control(ctl_t *ctl, const command_t *cmd, int argc, char **argv) 
 
 /* ------------------------------------------------------------- commands */
 
+/* keygen NAME --role ROLE [--dir DIR]: a certificate pair for one peer. */
+typedef struct {
+    const char *role;
+    const char *dir;
+} keygen_state_t;
+
+static int keygen_option(const command_t *cmd, void *state, int c, const char *arg) {
+    keygen_state_t *s = state;
+    if (c == OPT_ROLE) {
+        if (!zt_curve_role_valid(arg))
+            return usage_error(cmd, "--role wants " ZT_CURVE_ROLES ", not '%s'", arg);
+        s->role = arg;
+        return 0;
+    }
+    if (c == OPT_DIR) {
+        s->dir = arg;
+        return 0;
+    }
+    return 1;
+}
+
+static int cmd_keygen(ctl_t *ctl, const command_t *cmd, int argc, char **argv) {
+    keygen_state_t s = {NULL, "."};
+    int first, status = parse_options(ctl, cmd, argc, argv, keygen_option, &s, &first);
+    if (!status && argc - first != 1)
+        status = usage_error(cmd, "%s", argc - first ? "wants one NAME" : "wants a NAME");
+    if (!status && !s.role)
+        status = usage_error(cmd, "%s", "--role " ZT_CURVE_ROLES " is required");
+    if (!status && !zt_curve_name_valid(argv[first]))
+        status = usage_error(cmd, "bad NAME '%s' (1-64 of [A-Za-z0-9_.@-], no leading dot)",
+                             argv[first]);
+    if (status)
+        return status == CTL_HELP_SHOWN ? CTL_EXIT_OK : status;
+    const char *name = argv[first];
+    char pub[4096], sec[4096], why[512];
+    if (zt_curve_keygen(s.dir, name, s.role, pub, sizeof pub, sec, sizeof sec, why, sizeof why)) {
+        fprintf(stderr, "zmqctl keygen: %s\n", why);
+        return CTL_EXIT_FAIL;
+    }
+    /* read back what was written: the public key is printed, never the secret */
+    zcert_t *cert = zcert_load(pub);
+    const char *key = cert ? zcert_public_txt(cert) : "?";
+    if (ctl->json) {
+        json_t *out = json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", name, "role", s.role,
+                                "public_key", key, "public", pub, "secret", sec);
+        zmqctl_print_json(stdout, out);
+        json_decref(out);
+    } else {
+        printf("%s (role %s)\n  public key  %s\n  public      %s\n  secret      %s (mode 0600; "
+               "keep it on its own machine)\n",
+               name, s.role, key, pub, sec);
+    }
+    zcert_destroy(&cert);
+    return CTL_EXIT_OK;
+}
+
 static int cmd_help(ctl_t *ctl, const command_t *cmd, int argc, char **argv);
 
 static const struct option send_long[] = {
@@ -785,6 +851,10 @@ static const struct option revoke_long[] = {GLOBAL_LONG,
 static const struct option purge_long[] = {
     GLOBAL_LONG, {"queue", required_argument, NULL, 'Q'}, {NULL, 0, NULL, 0}};
 static const struct option plain_long[] = {GLOBAL_LONG, {NULL, 0, NULL, 0}};
+static const struct option keygen_long[] = {GLOBAL_LONG,
+                                            {"role", required_argument, NULL, OPT_ROLE},
+                                            {"dir", required_argument, NULL, OPT_DIR},
+                                            {NULL, 0, NULL, 0}};
 static const struct option remote_long[] = {GLOBAL_LONG,
                                             {"destination", required_argument, NULL, 'd'},
                                             {"reply-timeout", required_argument, NULL, 't'},
@@ -895,6 +965,19 @@ static const command_t commands[] = {
      "              they stop taking work, hand reserved tasks back and finish\n"
      "              the running ones.\n",
      "d:t:", remote_long, cmd_control},
+    {"keygen", "make a CURVE certificate pair for a broker, worker, client, beat or admin",
+     "Usage: zmqctl keygen NAME --role worker|client|beat|admin [--dir DIR]\n"
+     "\n"
+     "Writes DIR/NAME.key (the public certificate: copy it into the broker's\n"
+     "curve_allowed_dir) and DIR/NAME.key_secret (mode 0600: stays on the machine\n"
+     "that uses it, named by curve_client_cert or curve_server_cert). Both carry\n"
+     "the metadata name = NAME and role = ROLE; the broker grants what the role\n"
+     "allows (docs/SECURITY.md). A broker's own pair may have any role. Existing\n"
+     "files are never overwritten. Prints the public key, never the secret one.\n"
+     "\n"
+     "  --role ROLE            worker, client, beat or admin (required)\n"
+     "  --dir DIR              where to write (default: the current folder)\n",
+     "", keygen_long, cmd_keygen},
     {"help", "show help for a command", "Usage: zmqctl help [COMMAND]\n", "", plain_long, cmd_help},
 };
 
@@ -919,6 +1002,11 @@ static void print_main_help(FILE *out) {
             "  --timeout S             seconds to wait for the broker's reply (default %g)\n"
             "  --config FILE           INI file (broker_url, result_backend, ...)\n"
             "  -h, --help              this help; 'zmqctl COMMAND --help' for a command\n"
+            "\n"
+            "CURVE (docs/SECURITY.md): curve_client_cert (env ZT_CURVE_CLIENT_CERT_FILE),\n"
+            "this client's secret certificate file, and curve_broker_key (env\n"
+            "ZT_CURVE_BROKER_KEY), the broker's public key, from the config file or the\n"
+            "environment; never on the command line.\n"
             "\n"
             "Precedence: command line > environment > config file > defaults.\n"
             "Exit status: 0 ok; 1 rejected, error, FAILURE or REVOKED result;\n"

@@ -32,6 +32,7 @@
 #include "zt_backend.h"
 #include "zt_clock.h"
 #include "zt_codec.h"
+#include "zt_curve.h"
 #include "zt_error.h"
 #include "zt_log.h"
 #include "zt_proto.h"
@@ -129,6 +130,7 @@ typedef struct job {
     bool progress_pending;
     double progress_current, progress_total;
     char *progress_message;
+    json_t *extended; /* result_extended fields for its results, or NULL */
 } job_t;
 
 typedef enum { DONE_SUCCESS, DONE_FAILURE, DONE_RETRY, DONE_REVOKED } done_status_t;
@@ -164,8 +166,9 @@ struct worker {
     int capacity; /* concurrency x prefetch */
     /* broker connection */
     zsock_t *dealer;
-    void *sock;  /* raw libzmq handle of dealer */
-    int sock_fd; /* its ZMQ_FD, to poll with everything else */
+    void *sock;        /* raw libzmq handle of dealer */
+    zt_curve_t *curve; /* CURVE keys for the broker connection; NULL = plain */
+    int sock_fd;       /* its ZMQ_FD, to poll with everything else */
     conn_state_t conn;
     uint64_t generation;
     int64_t last_recv_ms;
@@ -543,6 +546,7 @@ static void resend_kept_dones(worker_t *self) {
 /* Jobs */
 
 static void job_free(job_t *job) {
+    json_decref(job->extended);
     free(job->body);
     free(job->progress_message);
     free(job);
@@ -610,21 +614,22 @@ static void return_slot(worker_t *self) {
         self->credit_to_return++;
 }
 
-/* Queues a state for Redis unless the task ignores results. Returns the
- * batch its DONE must wait for (0 when nothing was written). */
+/* Queues a state for Redis unless the task ignores results. extended: the
+ * result_extended fields (NULL: none; results only, as Celery does).
+ * Returns the batch its DONE must wait for (0 when nothing was written). */
 static uint64_t write_state(worker_t *self, const char *id, bool ignore_result, const char *status,
-                            const json_t *result, const char *traceback) {
+                            const json_t *result, const char *traceback, const json_t *extended) {
     if (ignore_result)
         return 0;
     uint64_t batch = zt_backend_next_batch(self->backend);
-    int rc = zt_backend_queue_state(self->backend, id, status, result, traceback,
-                                    self->config.result_expires);
+    int rc = zt_backend_queue_state_ext(self->backend, id, status, result, traceback,
+                                        self->config.result_expires, extended);
     if (rc != 0) {
         /* Only a result jansson cannot encode gets here: record that instead. */
         json_t *exc = zt_backend_exception("EncodeError", "result cannot be encoded as JSON",
                                            "kombu.exceptions");
-        rc = zt_backend_queue_state(self->backend, id, "FAILURE", exc, NULL,
-                                    self->config.result_expires);
+        rc = zt_backend_queue_state_ext(self->backend, id, "FAILURE", exc, NULL,
+                                        self->config.result_expires, extended);
         json_decref(exc);
         if (rc != 0)
             return 0;
@@ -698,9 +703,10 @@ static void on_state_lost(const char *id, const char *status, void *arg) {
 
 /* Records REVOKED for a task that will not (or no longer) run. */
 static void record_revoked(worker_t *self, const char *id, const char *name, int retries,
-                           bool ignore_result, const char *reason, double runtime) {
+                           bool ignore_result, const char *reason, double runtime,
+                           const json_t *extended) {
     json_t *exc = zt_backend_exception("TaskRevokedError", reason, "celery.exceptions");
-    uint64_t batch = write_state(self, id, ignore_result, "REVOKED", exc, NULL);
+    uint64_t batch = write_state(self, id, ignore_result, "REVOKED", exc, NULL, extended);
     json_decref(exc);
     queue_done(self, id, name, retries, batch, DONE_REVOKED, runtime, 0, NULL);
     zt_info("task revoked: %s[%s] (%s)", name, id, reason);
@@ -728,7 +734,7 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
     }
     if (job->revoked) {
         record_revoked(self, job->id, job->name, job->retries, job->ignore_result,
-                       job->revoke_reason ? job->revoke_reason : "revoked", runtime);
+                       job->revoke_reason ? job->revoke_reason : "revoked", runtime, job->extended);
         job_forget(self, job);
         return;
     }
@@ -739,7 +745,8 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
     }
     (*count)++;
     if (o->outcome == WORKER_OUTCOME_SUCCESS) {
-        uint64_t batch = write_state(self, job->id, job->ignore_result, "SUCCESS", o->result, NULL);
+        uint64_t batch = write_state(self, job->id, job->ignore_result, "SUCCESS", o->result, NULL,
+                                     job->extended);
         queue_done(self, job->id, job->name, job->retries, batch, DONE_SUCCESS, runtime, 0, NULL);
         self->processed++;
         zt_info("task succeeded: %s[%s] in %.3fs", job->name, job->id, runtime);
@@ -758,7 +765,8 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
                                : backoff(job->retries, job->retry_delay);
         snprintf(error, sizeof error, "%.200s: %.4000s", exc_type, message);
         json_t *exc = zt_backend_exception(exc_type, message, exc_module);
-        uint64_t batch = write_state(self, job->id, job->ignore_result, "RETRY", exc, o->traceback);
+        uint64_t batch = write_state(self, job->id, job->ignore_result, "RETRY", exc, o->traceback,
+                                     job->extended);
         json_decref(exc);
         queue_done(self, job->id, job->name, job->retries, batch, DONE_RETRY, runtime, countdown,
                    error);
@@ -780,7 +788,8 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
     }
     snprintf(error, sizeof error, "%.200s: %.4000s", exc_type, message);
     json_t *exc = zt_backend_exception(exc_type, message, exc_module);
-    uint64_t batch = write_state(self, job->id, job->ignore_result, "FAILURE", exc, o->traceback);
+    uint64_t batch =
+        write_state(self, job->id, job->ignore_result, "FAILURE", exc, o->traceback, job->extended);
     json_decref(exc);
     queue_done(self, job->id, job->name, job->retries, batch, DONE_FAILURE, runtime, 0, error);
     self->processed++;
@@ -825,7 +834,7 @@ static void emit_progress(worker_t *self, job_t *job) {
                         json_string(job->progress_message ? job->progress_message : ""));
     if (!json_object_get(r, "message"))
         json_object_set_new(r, "message", json_string(""));
-    write_state(self, job->id, job->ignore_result, "PROGRESS", r, NULL);
+    write_state(self, job->id, job->ignore_result, "PROGRESS", r, NULL, NULL);
     json_decref(r);
     job->started_written = true; /* a later STARTED must not overwrite PROGRESS */
 }
@@ -900,6 +909,23 @@ static void on_pool_event(void *arg, const worker_pool_event_t *ev) {
 /* ------------------------------------------------------------------------ */
 /* Broker messages */
 
+/* Celery's result_extended fields of a task (stored with its results, so a
+ * monitor can show and retry a finished task): {name, args, kwargs, worker,
+ * retries, queue}. tm borrows from the worker's decoder: converted now. */
+static json_t *extended_fields(worker_t *self, const job_t *job, const zt_taskmsg_t *tm) {
+    json_t *args = tm->args ? zt_mp_to_json(tm->args) : NULL;
+    json_t *kwargs = tm->kwargs ? zt_mp_to_json(tm->kwargs) : NULL;
+    json_t *ext = json_object();
+    json_object_set_new(ext, "name", json_string(job->name));
+    json_object_set_new(ext, "args", args ? args : json_array());
+    json_object_set_new(ext, "kwargs", kwargs ? kwargs : json_object());
+    json_object_set_new(ext, "worker", json_string(self->name));
+    json_object_set_new(ext, "retries", json_integer(job->retries));
+    json_t *queue = json_stringn(tm->queue, tm->queue_len);
+    json_object_set_new(ext, "queue", queue ? queue : json_null());
+    return ext;
+}
+
 static void on_dispatch(worker_t *self, const void *body, size_t size, const void *extra,
                         size_t extra_size) {
     char id[ZT_ID_MAX + 1];
@@ -955,11 +981,14 @@ static void on_dispatch(worker_t *self, const void *body, size_t size, const voi
                                : opts && opts->soft_time_limit > 0
                                    ? opts->soft_time_limit
                                    : self->config.task_soft_time_limit;
+        if (self->config.result_extended && !job->ignore_result)
+            job->extended = extended_fields(self, job, &tm);
     }
 
     /* Tombstone: record REVOKED without running (PROTOCOL.md §6.2). */
     if (revoked[0]) {
-        record_revoked(self, job->id, job->name, job->retries, job->ignore_result, revoked, 0);
+        record_revoked(self, job->id, job->name, job->retries, job->ignore_result, revoked, 0,
+                       job->extended);
         job_free(job);
         return;
     }
@@ -1116,6 +1145,11 @@ static int connect_broker(worker_t *self) {
     zsock_set_linger(self->dealer, 1000);
     zsock_set_sndhwm(self->dealer, 100000);
     zsock_set_rcvhwm(self->dealer, 100000);
+    if (zt_curve_apply(self->curve, self->dealer) != 0) {
+        zt_error("cannot set the CURVE keys on the broker socket");
+        zsock_destroy(&self->dealer);
+        return ZT_ERR_IO;
+    }
     if (zsock_connect(self->dealer, "%s", self->config.broker_url) != 0) {
         zt_error("cannot connect to broker endpoint '%s'", self->config.broker_url);
         zsock_destroy(&self->dealer);
@@ -1345,6 +1379,18 @@ static void on_broker_message(worker_t *self, zt_frames_t *frames) {
                 send_hello(self, true);
                 resend_kept_dones(self);
             }
+        } else if (strcmp(ecode, ZT_WIRE_FORBIDDEN) == 0) {
+            /* CURVE: the broker refuses this worker's key (its role, or it was
+             * revoked). Refusals are no sign of a usable broker: drop the
+             * connection and retry with backoff, in case the key comes back. */
+            zt_error("the broker refuses this worker's key: %s; reconnecting in %lld ms", ereason,
+                     (long long)self->reconnect_ivl_ms);
+            disconnect(self);
+            stale_all(self);
+            self->reconnect_at_ms = zt_clock_mono_ms() + self->reconnect_ivl_ms;
+            self->reconnect_ivl_ms *= 2;
+            if (self->reconnect_ivl_ms > RECONNECT_MAX_MS)
+                self->reconnect_ivl_ms = RECONNECT_MAX_MS;
         } else {
             zt_warn("broker answered ERROR %s: %s", ecode, ereason);
         }
@@ -1420,7 +1466,7 @@ static void check_jobs(worker_t *self, int64_t now) {
             json_t *r = json_object();
             json_object_set_new(r, "pid", json_integer(job->pid));
             json_object_set_new(r, "hostname", json_string(self->name));
-            write_state(self, job->id, job->ignore_result, "STARTED", r, NULL);
+            write_state(self, job->id, job->ignore_result, "STARTED", r, NULL, NULL);
             json_decref(r);
             job->started_written = true;
         }
@@ -1666,6 +1712,13 @@ worker_t *worker_new(const zt_config_t *config, const char *name, const char *qu
     int rc = parse_queues(self, queues);
     if (rc != 0)
         goto fail;
+    char why[512];
+    if (zt_curve_from_config(config, ZT_CURVE_CLIENT, &self->curve, why, sizeof why) != 0) {
+        zt_error("%s", why);
+        goto fail;
+    }
+    if (self->curve)
+        zt_info("CURVE on: key '%s' (%s)", zt_curve_name(self->curve), zt_curve_role(self->curve));
     int berr = 0;
     self->backend = zt_backend_new_lazy(config->result_backend, &berr);
     if (!self->backend) {
@@ -1714,6 +1767,7 @@ void worker_destroy(worker_t **self_p) {
     worker_t *self = *self_p;
     worker_pool_destroy(&self->pool);
     disconnect(self);
+    zt_curve_destroy(&self->curve);
     job_t *job;
     while ((job = reserved_pop(self)))
         job_free(job);

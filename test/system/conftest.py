@@ -264,8 +264,9 @@ class Events:
     and keeps every event as a dict with its "type" plus "_frame0" (the
     first frame) and "_rx" (local receive time)."""
 
-    def __init__(self, endpoint):
+    def __init__(self, endpoint, curve=None):
         self.endpoint = endpoint
+        self.curve = curve  # ztp.Curve: subscribe through CURVE
         self.events = []
         self.cond = threading.Condition()
         self.errors = []
@@ -282,6 +283,8 @@ class Events:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RECONNECT_IVL, 20)
         sock.setsockopt(zmq.SUBSCRIBE, b"")
+        if self.curve is not None:
+            self.curve.apply(sock)
         sock.connect(self.endpoint)
         self._ready.set()
         try:
@@ -431,6 +434,58 @@ class CtlResult:
                 f"  stdout: {self.out.strip()[:2000]}\n  stderr: {self.err.strip()[:2000]}")
 
 
+class CurveKeys:
+    """CURVE certificates for one test (docs/SECURITY.md), made by the real
+    `zmqctl keygen`: the broker's pair in broker/, each peer's pair in
+    peers/NAME/, and the public certificates the broker accepts in allowed/."""
+
+    def __init__(self, folder):
+        self.dir = Path(folder)
+        self.allowed = self.dir / "allowed"
+        self.allowed.mkdir(parents=True, exist_ok=True)
+        self.secret = {}
+        self.public = {}
+        self.broker_secret, self.broker_public = self._keygen("broker", "admin",
+                                                              self.dir / "broker")
+
+    def _keygen(self, name, role, folder):
+        p = subprocess.run([binary("zmqctl"), "--json", "keygen", name, "--role", role,
+                            "--dir", str(folder)], capture_output=True, text=True, timeout=30,
+                           stdin=subprocess.DEVNULL)
+        assert p.returncode == 0, f"zmqctl keygen {name}: {p.stderr}"
+        out = json.loads(p.stdout)
+        return Path(out["secret"]), Path(out["public"])
+
+    def add(self, name, role, allow=True):
+        """A new pair for peer name with role; its public half goes into
+        allowed/ unless allow=False. Returns the secret certificate's path."""
+        sec, pub = self._keygen(name, role, self.dir / "peers" / name)
+        self.secret[name], self.public[name] = sec, pub
+        if allow:
+            self.allow(name)
+        return sec
+
+    def allow(self, name):
+        shutil.copyfile(self.public[name], self.allowed / f"{name}.key")
+
+    def revoke(self, name):
+        (self.allowed / f"{name}.key").unlink()
+
+    def key(self, name):
+        return ztp.load_cert(self.public[name])[0]
+
+    def broker_env(self):
+        return {"ZT_CURVE_SERVER_CERT_FILE": str(self.broker_secret),
+                "ZT_CURVE_ALLOWED_DIR": str(self.allowed)}
+
+    def client_env(self, name):
+        return {"ZT_CURVE_CLIENT_CERT_FILE": str(self.secret[name]),
+                "ZT_CURVE_BROKER_KEY": str(self.broker_public)}
+
+    def curve(self, name):
+        return ztp.Curve.from_files(self.secret[name], self.broker_public)
+
+
 class Cluster:
     """Everything one test starts. All processes are stopped in teardown
     (workers first, then brokers) and checked for a clean exit."""
@@ -448,6 +503,18 @@ class Cluster:
         self.event_streams = []
         self.problems = []
         self._seq = 0
+        self.curve_keys = None  # CurveKeys once use_curve() was called
+        self.curve_client = None  # the key name clients, zmqctl and events use
+
+    def use_curve(self, keys, client):
+        """From now on the broker runs CURVE with keys, and this cluster's
+        own clients (client(), events(), zmqctl(), the liveness checks) use
+        the key named client; pass a worker's key to start_worker(env=...)."""
+        self.curve_keys = keys
+        self.curve_client = client
+
+    def _curve(self):
+        return self.curve_keys.curve(self.curve_client) if self.curve_keys else None
 
     # -- environment --------------------------------------------------------
 
@@ -460,6 +527,10 @@ class Cluster:
             env.pop("ZMQ_BROKER_URL", None)
             env.pop("ZMQ_EVENTS_URL", None)
         env["RESULT_BACKEND"] = self.backend_url
+        if self.curve_keys is not None:
+            # the broker reads the server settings, every other program the client ones
+            env.update(self.curve_keys.broker_env())
+            env.update(self.curve_keys.client_env(self.curve_client))
         for key, value in (extra or {}).items():
             if value is None:  # None removes a variable
                 env.pop(key, None)
@@ -504,7 +575,8 @@ class Cluster:
         self.brokers.append(broker)
         self.broker = broker
         if wait:
-            ok = ztp.wait_ping(broker.endpoint, timeout=ping_timeout, is_alive=proc.alive)
+            ok = ztp.wait_ping(broker.endpoint, timeout=ping_timeout, is_alive=proc.alive,
+                               curve=self._curve())
             if not ok:
                 raise AssertionError(
                     f"zmqbroker did not answer ping on {broker.endpoint} "
@@ -577,13 +649,13 @@ class Cluster:
     def client(self, timeout=5.0, broker=None):
         """A ztp.Client on the (current) broker; closed in teardown."""
         broker = broker or self.broker
-        c = ztp.Client(broker.endpoint, timeout=timeout)
+        c = ztp.Client(broker.endpoint, timeout=timeout, curve=self._curve())
         self.clients.append(c)
         return c
 
     def events(self, broker=None):
         broker = broker or self.broker
-        ev = Events(broker.events_endpoint)
+        ev = Events(broker.events_endpoint, curve=self._curve())
         self.event_streams.append(ev)
         return ev
 

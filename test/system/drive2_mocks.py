@@ -40,12 +40,15 @@ class S3Server:
     ACCESS_KEY = "S3RVER"
     SECRET = "S3RVER"
 
-    def __init__(self, directory, bucket="drive2", lifetime=600):
+    def __init__(self, directory, bucket="drive2", lifetime=600, key_pair=None):
         self.directory = Path(directory)
         self.bucket = bucket
         self.lifetime = lifetime
         self.proc = None
         self.port = None
+        if key_pair:  # (access key id, secret) accepted besides S3RVER's
+            self.ACCESS_KEY, self.SECRET = key_pair
+        self.key_pair = key_pair
 
     def start(self, timeout=20):
         node = shutil.which("node")
@@ -56,7 +59,9 @@ class S3Server:
             [node, str(Path(__file__).with_name("s3server.js")), "--directory",
              str(self.directory), "--bucket", self.bucket, "--port", "0",
              "--max-seconds", str(self.lifetime)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **({"S3SERVER_KEY_PAIR": ":".join(self.key_pair)}
+                                  if self.key_pair else {})})
         line = [None]
 
         def read():

@@ -6,7 +6,9 @@
 // (the test that started it died) or after --max-seconds.
 //
 //   node s3server.js --directory DIR --bucket NAME [--port 0] [--max-seconds 600]
-// Credentials: access key id S3RVER, secret S3RVER (s3rver's built-in account).
+// Credentials: access key id S3RVER, secret S3RVER (s3rver's built-in account);
+// S3SERVER_KEY_PAIR=ID:SECRET in the environment (never argv: `ps` shows it)
+// adds a key pair, for tests that need a secret of their own.
 'use strict';
 const path = require('path');
 
@@ -26,6 +28,13 @@ try {
 } catch (e) {
   process.stderr.write(`s3server.js: @20minutes/s3rver is not installed (run tools/install-deps): ${e.message}\n`);
   process.exit(3);
+}
+
+if (process.env.S3SERVER_KEY_PAIR) {
+  const pair = process.env.S3SERVER_KEY_PAIR;
+  const colon = pair.indexOf(':');
+  const account = require(path.join(modules, '@20minutes', 's3rver', 'lib', 'models', 'account'));
+  account.DUMMY_ACCOUNT.createKeyPair(pair.slice(0, colon), pair.slice(colon + 1));
 }
 
 const server = new S3rver({

@@ -212,12 +212,6 @@ class Network:
         return leftovers
 
 
-def broker_help_mentions(flag):
-    out = subprocess.run([binary("zmqbroker"), "--help"], capture_output=True, text=True,
-                         timeout=10, stdin=subprocess.DEVNULL)
-    return flag in out.stdout + out.stderr
-
-
 class Hosts:
     """The processes of this test (conftest's report hook attaches the logs
     of .procs to a failed test's report)."""
@@ -233,8 +227,9 @@ class Hosts:
         self.events_url = f"tcp://{net.addr('broker')}:{EVENTS_PORT}"
         self.backend_url = f"redis://{net.addr('redis')}:{REDIS_PORT}/1"
 
-    def start(self, host, name, argv, logfile=None):
-        proc = Proc(name, self.net.exec_argv(host, argv), self.dir, self.env, logfile)
+    def start(self, host, name, argv, logfile=None, env=None):
+        proc = Proc(name, self.net.exec_argv(host, argv), self.dir, {**self.env, **(env or {})},
+                    logfile)
         self.procs.append(proc)
         return proc
 
@@ -248,36 +243,39 @@ class Hosts:
             "--dir", str(d), "--logfile", str(d / "redis.log"), "--daemonize", "no",
         ], d / "redis.log")
 
-    def start_broker(self):
-        log = self.dir / "broker.log"
+    def start_broker(self, keys=None, label="broker"):
+        """zmqbroker on the bridge: with CURVE when keys (conftest.CurveKeys)
+        are given, else in the clear, which a non-loopback bind allows only
+        with --insecure."""
+        log = self.dir / f"{label}.log"
         argv = [
             binary("zmqbroker"),
             "--bind", self.broker_url, "--events-bind", self.events_url,
-            "--data-dir", str(self.dir / "broker-data"),
+            "--data-dir", str(self.dir / f"{label}-data"),
             "--heartbeat-ms", str(HEARTBEAT_MS), "--liveness", str(LIVENESS),
             "--loglevel", LOGLEVEL, "--logfile", str(log),
         ]
-        # The broker is meant to refuse non-loopback binds without CURVE
-        # unless told --insecure (a later issue): pass it once it exists.
-        if broker_help_mentions("--insecure"):
+        if keys is None:
             argv.append("--insecure")
-        return self.start("broker", "broker", argv, log)
+        return self.start("broker", label, argv, log,
+                          env=keys.broker_env() if keys is not None else None)
 
-    def start_worker(self, host, name):
-        log = self.dir / f"{host}.log"
-        return self.start(host, host, [
+    def start_worker(self, host, name, env=None, label=None):
+        label = label or host
+        log = self.dir / f"{label}.log"
+        return self.start(host, label, [
             binary("zmqworker"), "-b", self.broker_url, "--result-backend", self.backend_url,
             "-Q", "default", "-c", str(CONCURRENCY), "--prefetch-multiplier", "1",
             "-n", name, "--loglevel", LOGLEVEL, "--logfile", str(log),
-        ], log)
+        ], log, env=env)
 
-    def zmqctl(self, *args, timeout=30):
+    def zmqctl(self, *args, timeout=30, env=None):
         """zmqctl --json ARGS from the client's namespace; returns (rc, data, proc)."""
         argv = self.net.exec_argv("client", [
             binary("zmqctl"), "-b", self.broker_url, "--result-backend", self.backend_url,
             "--json", *[str(a) for a in args]])
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              env=self.env, stdin=subprocess.DEVNULL)
+                              env={**self.env, **(env or {})}, stdin=subprocess.DEVNULL)
         assert not SANITIZER_PATTERNS.search(proc.stderr), proc.stderr
         data = json.loads(proc.stdout) if proc.stdout.strip() else None
         return proc.returncode, data, proc
@@ -285,10 +283,13 @@ class Hosts:
     def stop_all(self):
         """Workers first (warm shutdown), then the broker, then Redis; returns
         the problems (unclean exits, sanitizer reports)."""
-        order = ("w1", "w2", "broker", "redis")
-        procs = sorted(self.procs, key=lambda p: order.index(p.name) if p.name in order else 0)
+        def rank(p):  # workers, then brokers, then Redis
+            return (0 if p.name.startswith("w") else 1 if p.name.startswith("broker")
+                    else 2 if p.name.startswith("redis") else 3)
+
+        procs = sorted(self.procs, key=rank)
         for p in procs:
-            if p.name in ("w1", "w2") and p.alive():
+            if p.name.startswith("w") and p.alive():
                 with contextlib.suppress(ProcessLookupError):
                     p.popen.send_signal(signal.SIGTERM)
         problems = []
@@ -398,6 +399,9 @@ def run_scenario(net, hosts, clients, streams, pubsubs):
     broker_proc = hosts.start_broker()
     assert ztp.wait_ping(hosts.broker_url, timeout=20, is_alive=broker_proc.alive), \
         f"broker did not answer ping across the bridge:\n{broker_proc.log_text()}"
+    # in the clear on a non-loopback address only because we said so, and it says so
+    assert f"--insecure: {hosts.broker_url} is served WITHOUT encryption" in \
+        Path(hosts.dir / "broker.log").read_text(errors="replace")
     client = ztp.Client(hosts.broker_url, timeout=5)
     clients.append(client)
     events = Events(hosts.events_url)
@@ -548,3 +552,233 @@ def run_scenario(net, hosts, clients, streams, pubsubs):
           f"w1 dead {detected:.2f} s after the cut, cut for {cut_for:.2f} s; "
           f"{len(held)} redelivered, {reruns} ran twice "
           f"(w1's late DONE accepted for {len(late_accepted)}); w1 served {len(by_w1)} after")
+
+
+# ---------------------------------------------------------------------------
+# Issue 9: the same hosts with CURVE, and what a packet capture sees
+
+
+class Capture:
+    """tshark on one host's eth0, capturing the broker's two ports into a
+    pcap file; stop() ends it (SIGINT: tshark finishes the file)."""
+
+    def __init__(self, net, host, path):
+        self.path = Path(path)
+        self.log = self.path.with_suffix(".tshark.log")
+        self._out = open(self.log, "wb")
+        self.popen = subprocess.Popen(
+            net.exec_argv(host, ["tshark", "-i", "eth0", "-f",
+                                 f"tcp port {BROKER_PORT} or tcp port {EVENTS_PORT}",
+                                 "-w", str(self.path)]),
+            stdin=subprocess.DEVNULL, stdout=self._out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+        def started():
+            assert self.popen.poll() is None, f"tshark exited:\n{self.log.read_text()}"
+            return "Capture started" in self.log.read_text(errors="replace")
+
+        wait_until(started, 30, interval=0.05, message="tshark to start capturing")
+
+    def settle(self, quiet=1.5, timeout=20):
+        """Waits until the file has stopped growing for quiet seconds: the
+        kernel hands packets to dumpcap in blocks, at least once a second,
+        and what has not been handed over when the capture stops is lost.
+        Call it once the traffic of interest is over (its peers stopped)."""
+        deadline = time.monotonic() + timeout
+        last, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            size = self.path.stat().st_size if self.path.exists() else 0
+            if size != last:
+                last, since = size, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{self.path.name} kept growing for {timeout} s")
+
+    def stop(self):
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGINT)
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        self._out.close()
+
+    def frames(self, display_filter):
+        """How many captured frames match a tshark display filter."""
+        p = subprocess.run(["tshark", "-r", str(self.path), "-Y", display_filter, "-T", "fields",
+                            "-e", "frame.number"], capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        assert p.returncode == 0, p.stderr
+        return len(p.stdout.split())
+
+    def payload_bytes(self):
+        p = subprocess.run(["tshark", "-r", str(self.path), "-Y", "tcp.len > 0", "-T", "fields",
+                            "-e", "tcp.len"], capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        assert p.returncode == 0, p.stderr
+        return sum(int(x) for x in p.stdout.split())
+
+
+def log_has(path, pattern, timeout=10):
+    rx = re.compile(pattern)
+
+    def found():
+        try:
+            return rx.search(Path(path).read_text(errors="replace"))
+        except FileNotFoundError:
+            return None
+
+    return wait_until(found, timeout, interval=0.05, message=f"/{pattern}/ in {Path(path).name}")
+
+
+@pytest.mark.slow
+@pytest.mark.zt_timeout(150)
+def test_curve_across_hosts_and_on_the_wire(request, network, tmp_path):
+    """The broker on its host, workers and the client on theirs, over the
+    bridge. In the clear (--insecure) a capture on the broker's link shows
+    the task name and arguments; with CURVE it shows neither, while tasks
+    flow; a worker with an unknown key is refused by zauth (and logged); a
+    client key cannot register as a worker; an events subscription without
+    a key, or with an unknown one, receives nothing; and a worker key
+    removed from the allowed folder plus SIGHUP cuts that worker off."""
+    from conftest import CurveKeys  # noqa: PLC0415 - only this test needs it
+
+    net = network
+    hosts = Hosts(net, tmp_path)
+    request.node._zt_cluster = hosts
+    keys = CurveKeys(tmp_path / "keys")
+    for name, role in (("w1", "worker"), ("alice", "client"), ("root", "admin")):
+        keys.add(name, role)
+    keys.add("stranger", "worker", allow=False)
+    captures, closers = [], []
+    try:
+        with inside(net.ns("client")):
+            try:
+                run_curve_scenario(net, hosts, keys, captures, closers)
+            finally:
+                for c in closers:
+                    with contextlib.suppress(Exception):
+                        c.close()
+    finally:
+        for cap in captures:
+            cap.stop()
+        problems = hosts.stop_all()
+    assert not problems, "processes did not end cleanly:\n" + "\n".join(problems)
+
+
+def run_curve_scenario(net, hosts, keys, captures, closers):
+    redis_proc = hosts.start_redis()
+    rds = redis_py.Redis(host=net.addr("redis"), port=REDIS_PORT, db=1, socket_timeout=5,
+                         socket_connect_timeout=2)
+    closers.append(rds)
+    wait_until(lambda: redis_proc.alive() and _ping(rds), 15, interval=0.05,
+               message="redis-server across the bridge")
+    canary = "zt-canary-" + secrets.token_hex(6)
+
+    # --- 1. in the clear: the capture sees names and arguments --------------
+    plain_cap = Capture(net, "broker", hosts.dir / "plain.pcap")
+    captures.append(plain_cap)
+    plain_broker = hosts.start_broker(label="broker-plain")
+    assert ztp.wait_ping(hosts.broker_url, timeout=20, is_alive=plain_broker.alive), \
+        plain_broker.log_text()
+    w_plain = hosts.start_worker("w1", "w1@plain", label="w1-plain")
+    rc, data, proc = hosts.zmqctl("send", "builtin.echo", "--args", json.dumps([canary]),
+                                  "--wait", "30")
+    assert rc == 0 and data["status"] == "SUCCESS", proc
+    w_plain.popen.send_signal(signal.SIGTERM)
+    assert w_plain.stop() == 0, w_plain.problems
+    assert plain_broker.stop() == 0, plain_broker.problems
+    plain_cap.settle()
+    plain_cap.stop()
+    assert plain_cap.frames('frame contains "builtin.echo"') > 0, "capture saw no plaintext"
+    assert plain_cap.frames(f'frame contains "{canary}"') > 0
+    assert canary.encode() in plain_cap.path.read_bytes()
+
+    # --- 2. CURVE ------------------------------------------------------------
+    cap = Capture(net, "broker", hosts.dir / "curve.pcap")
+    captures.append(cap)
+    broker = hosts.start_broker(keys=keys)
+    blog = hosts.dir / "broker.log"
+    root = ztp.Client(hosts.broker_url, timeout=5, curve=keys.curve("root"))
+    closers.append(root)
+    assert ztp.wait_ping(hosts.broker_url, timeout=20, is_alive=broker.alive,
+                         curve=keys.curve("root")), broker.log_text()
+    events = Events(hosts.events_url, curve=keys.curve("alice"))
+    stolen = Events(hosts.events_url)  # no key at all
+    stranger_ev = Events(hosts.events_url, curve=keys.curve("stranger"))
+    closers += [events, stolen, stranger_ev]
+    events.sync(root)
+
+    w1 = hosts.start_worker("w1", "w1@host-a", env=keys.client_env("w1"))
+    wait_until(lambda: "w1@host-a" in online_names(root), 20, interval=0.05,
+               message="w1 online with its worker key")
+    # tasks flow, from the real client with a client key
+    rc, data, proc = hosts.zmqctl("send", "builtin.echo", "--args", json.dumps([canary]),
+                                  "--wait", "30", env=keys.client_env("alice"))
+    assert rc == 0 and data["status"] == "SUCCESS" and data["result"]["args"] == [canary], proc
+    ev = events.wait_for(lambda e: e["type"] == "task-succeeded" and e["id"] == data["id"],
+                         timeout=10, what="task-succeeded")
+    assert ev["name"] == "builtin.echo" and ev["worker"] == "w1@host-a"
+
+    # a worker with an unknown key: zauth refuses it, the broker says so
+    w2 = hosts.start_worker("w2", "w2@host-b", env=keys.client_env("stranger"))
+    log_has(blog, r"refused a connection on the clients endpoint \S+: its key is not in "
+                  r"curve_allowed_dir", timeout=20)
+    time.sleep(0.5)
+    assert "w2@host-b" not in online_names(root) and w2.alive()
+
+    # a client key cannot register as a worker
+    alice = ztp.Client(hosts.broker_url, timeout=5, curve=keys.curve("alice"))
+    closers.append(alice)
+    alice.send(ztp.HELLO, {"name": "sneaky@client", "queues": ["default"], "credit": 1})
+    reply = alice.recv()
+    assert reply.is_error and reply.code == "forbidden", reply
+    log_has(blog, r"forbidden: key 'alice' has role client; registering as a worker")
+
+    # stolen events subscriptions hear nothing of all this
+    ids = [root.submit_ok("builtin.noop") for _ in range(5)]
+    events.wait_count("task-succeeded", 5, ids=ids, timeout=15)
+    time.sleep(0.3)
+    assert stolen.snapshot() == [] and stranger_ev.snapshot() == []
+    assert len(events.snapshot()) > 10
+
+    # revoking w1's key (remove, SIGHUP) cuts it off
+    keys.revoke("w1")
+    broker.popen.send_signal(signal.SIGHUP)
+    log_has(blog, r"worker w1@host-a cut off: its key was withdrawn")
+    assert "w1@host-a" not in online_names(root)
+    tid = root.submit_ok("builtin.noop")
+    time.sleep(1.0)  # w1 would have taken it at once
+    assert root.control("queues")[0]["ready"] >= 1
+    assert rds.get(f"celery-task-meta-{tid}") is None
+    log_has(hosts.dir / "w1.log", "the broker refuses this worker's key")
+
+    # --- 3. the wire ----------------------------------------------------------
+    for c in (events, stolen, stranger_ev, alice, root):
+        c.close()
+    for w in (w1, w2):
+        w.popen.send_signal(signal.SIGTERM)
+    for p in (w1, w2):
+        assert p.stop() == 0, p.problems
+    assert broker.stop() == 0, broker.problems
+    cap.settle()
+    cap.stop()
+    assert cap.payload_bytes() > 5000, "the CURVE capture caught too little to mean anything"
+    assert cap.frames(f"tcp.port == {BROKER_PORT} && tcp.len > 0") > 20
+    assert cap.frames(f"tcp.port == {EVENTS_PORT} && tcp.len > 0") > 5
+    assert cap.frames('frame contains "builtin.echo"') == 0
+    assert cap.frames('frame contains "builtin.noop"') == 0
+    assert cap.frames(f'frame contains "{canary}"') == 0
+    raw = cap.path.read_bytes()
+    assert canary.encode() not in raw and b"builtin." not in raw and b"task-succeeded" not in raw
+    print(f"\ncurve on the wire: plain capture {plain_cap.payload_bytes()} payload bytes with the "
+          f"name in clear; CURVE capture {cap.payload_bytes()} payload bytes, no name")
+
+
+def _ping(rds):
+    try:
+        return rds.ping()
+    except redis_py.exceptions.ConnectionError:
+        return False

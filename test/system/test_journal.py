@@ -135,6 +135,9 @@ def test_kill9_recovers_queued_scheduled_revoked_and_in_flight(cluster):
     assert metas[victim]["status"] == "REVOKED"
     assert metas[future]["status"] == "REVOKED"
     assert metas[running]["status"] == "SUCCESS"
+    # events travel apart from results (and in bursts): wait for the last ones
+    events.wait_count("task-succeeded", len(queued) + len(scheduled), timeout=10,
+                      ids=queued + scheduled)
     # ready tasks ran in priority order (9 first, FIFO within a priority)
     started = [e["id"] for e in events.snapshot("task-started") if e.get("id") in set(queued)]
     assert started == expected_order

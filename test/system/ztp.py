@@ -8,8 +8,12 @@ own C codec. Also sends arbitrary frames for the hostile-input tests.
     reply = c.submit(task_message("builtin.add", args=[2, 3]))
     assert reply.accepted, reply.body
     print(c.control("queues"))
+
+With CURVE (docs/SECURITY.md), pass curve=Curve.from_files(own_secret_cert,
+broker_public_cert): the socket gets the keys before it connects.
 """
 
+import re
 import time
 import uuid
 
@@ -100,6 +104,49 @@ def task_message(task, args=None, kwargs=None, **fields):
     return msg
 
 
+def load_cert(path):
+    """(public, secret) Z85 keys of a czmq certificate file (ZPL text, as
+    `zmqctl keygen` writes); secret is None in a public certificate, and a
+    secret of forty zeros (czmq: none) counts as none too. Also returns the
+    metadata as a dict: (public, secret, meta)."""
+    text = open(path, encoding="ascii").read()
+    keys, meta = {}, {}
+    section = None
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not line[0].isspace():
+            section = line.strip()
+            continue
+        m = re.match(r'\s+([\w-]+)\s*=\s*"(.*)"\s*$', line)
+        if m:
+            (keys if section == "curve" else meta)[m.group(1)] = m.group(2)
+    secret = keys.get("secret-key")
+    if secret == "0" * 40:
+        secret = None
+    return keys["public-key"], secret, meta
+
+
+class Curve:
+    """CURVE client keys for a socket: own public and secret key and the
+    broker's public key, all Z85 text."""
+
+    def __init__(self, public, secret, server):
+        self.public, self.secret, self.server = public, secret, server
+
+    @classmethod
+    def from_files(cls, own_cert, broker_cert):
+        public, secret, _ = load_cert(own_cert)
+        server = load_cert(broker_cert)[0]
+        assert secret, f"{own_cert} holds no secret key"
+        return cls(public, secret, server)
+
+    def apply(self, sock):
+        sock.curve_secretkey = self.secret.encode()
+        sock.curve_publickey = self.public.encode()
+        sock.curve_serverkey = self.server.encode()
+
+
 class Reply:
     """One decoded broker message: command byte, body (decoded map or raw
     bytes when it is not MessagePack), and the raw frames."""
@@ -144,7 +191,7 @@ class Reply:
 class Client:
     """A ZTP/1 client over one DEALER socket. Not thread-safe."""
 
-    def __init__(self, endpoint, timeout=5.0, context=None):
+    def __init__(self, endpoint, timeout=5.0, context=None, curve=None):
         self.endpoint = endpoint
         self.timeout = timeout
         self._own_ctx = context is None
@@ -153,6 +200,8 @@ class Client:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.RCVHWM, 0)
         self.sock.setsockopt(zmq.SNDHWM, 0)
+        if curve is not None:
+            curve.apply(self.sock)
         self.sock.connect(endpoint)
         self._req = 0
 
@@ -256,11 +305,11 @@ class Client:
         return body.get("result")
 
 
-def wait_ping(endpoint, timeout=10.0, is_alive=None):
+def wait_ping(endpoint, timeout=10.0, is_alive=None, curve=None):
     """Pings the broker at endpoint until it answers or timeout passes.
     is_alive, when given, is called between tries; a False return gives up."""
     deadline = time.monotonic() + timeout
-    with Client(endpoint, timeout=0.2) as c:
+    with Client(endpoint, timeout=0.2, curve=curve) as c:
         while time.monotonic() < deadline:
             if is_alive is not None and not is_alive():
                 return False

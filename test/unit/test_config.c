@@ -86,7 +86,24 @@ static void test_set(void) {
     CHECK(c.task_time_limit == 1.5);
 }
 
+/* Booleans take Celery's spellings (True/False) and the INI ones. */
+static void test_bool(void) {
+    zt_config_t c;
+    zt_config_defaults(&c);
+    char reason[200];
+    CHECK(c.result_extended); /* default on */
+    CHECK_INT(zt_config_set(&c, "result_extended", "False", reason, sizeof reason), 0);
+    CHECK(!c.result_extended);
+    CHECK_INT(zt_config_set(&c, "result_extended", "yes", reason, sizeof reason), 0);
+    CHECK(c.result_extended);
+    CHECK_INT(zt_config_set(&c, "result_extended", "0", reason, sizeof reason), 0);
+    CHECK(!c.result_extended);
+    CHECK_INT(zt_config_set(&c, "result_extended", "maybe", reason, sizeof reason), ZT_ERR_INVALID);
+    CHECK(strstr(reason, "result_extended") != NULL);
+}
+
 int main(void) {
+    RUN(test_bool);
     RUN(test_defaults);
     RUN(test_file);
     RUN(test_file_errors_name_line);

@@ -25,10 +25,11 @@ int drive2_send_task(const zt_config_t *config, const char *name, const json_t *
     if (id_out && id_size)
         snprintf(id_out, id_size, "%s", idbuf);
     int cerr = 0;
-    zt_client_t *client = zt_client_new(config->broker_url, NULL, &cerr);
+    char why[512] = "";
+    zt_client_t *client = zt_client_new_config(config, NULL, &cerr, why, sizeof why);
     if (!client)
-        return zt_fail(err, err_size, cerr ? cerr : ZT_ERR_INVALID,
-                       "cannot send %s: bad broker url '%s'", name, config->broker_url);
+        return zt_fail(err, err_size, cerr ? cerr : ZT_ERR_INVALID, "cannot send %s: %s", name,
+                       why);
     zt_client_set_timeout(client, timeout_ms);
     json_t *empty = args ? NULL : json_array();
     zt_task_options_t o;
