@@ -853,32 +853,33 @@ static char *tags_json(const drive2_analysis_t *a) {
     return s ? s : zt_strdup("[]");
 }
 
-int drive2_catalog_save_results(drive2_catalog_t *self, const char *file_id,
-                                const drive2_analysis_t *a, char *err, size_t err_size) {
+/* The AI fields of one file; while_processing: only while it is processing
+ * (the pipeline's step 4, which must not touch a file reset meanwhile). */
+static int write_ai(drive2_catalog_t *self, const char *file_id, const drive2_analysis_t *a,
+                    bool while_processing, const char *what, char *err, size_t err_size) {
     char now[32];
     drive2_catalog_now(now, sizeof now);
     char *tags = tags_json(a);
     param_t p[] = {ptext(file_id), ptext(a->filename), ptext(a->summary), ptext(tags), ptext(now)};
     int rc = update_file(self, file_id,
-                         "UPDATE files SET ai_filename = $2, ai_summary = $3, ai_tags = $4, "
-                         "updated_at = $5 WHERE id = $1 AND processing_status = 'processing'",
-                         p, 5, "save the results of", err, err_size);
+                         while_processing
+                             ? "UPDATE files SET ai_filename = $2, ai_summary = $3, ai_tags = $4, "
+                               "updated_at = $5 WHERE id = $1 AND processing_status = 'processing'"
+                             : "UPDATE files SET ai_filename = $2, ai_summary = $3, ai_tags = $4, "
+                               "updated_at = $5 WHERE id = $1",
+                         p, 5, what, err, err_size);
     free(tags);
     return rc;
 }
 
+int drive2_catalog_save_results(drive2_catalog_t *self, const char *file_id,
+                                const drive2_analysis_t *a, char *err, size_t err_size) {
+    return write_ai(self, file_id, a, true, "save the results of", err, err_size);
+}
+
 int drive2_catalog_update_ai(drive2_catalog_t *self, const char *file_id,
                              const drive2_analysis_t *a, char *err, size_t err_size) {
-    char now[32];
-    drive2_catalog_now(now, sizeof now);
-    char *tags = tags_json(a);
-    param_t p[] = {ptext(file_id), ptext(a->filename), ptext(a->summary), ptext(tags), ptext(now)};
-    int rc = update_file(self, file_id,
-                         "UPDATE files SET ai_filename = $2, ai_summary = $3, ai_tags = $4, "
-                         "updated_at = $5 WHERE id = $1",
-                         p, 5, "save the AI results of", err, err_size);
-    free(tags);
-    return rc;
+    return write_ai(self, file_id, a, false, "save the AI results of", err, err_size);
 }
 
 int drive2_catalog_complete(drive2_catalog_t *self, const char *file_id, const drive2_analysis_t *a,

@@ -263,6 +263,24 @@ static void fill_flex(const drive2_file_t *row, drive2_flex_file_t *f) {
     f->error = row->error;
 }
 
+/* The worker's settings, the catalog and file_id's row, for a notice about
+ * that file. Returns 0 with *catalog set, or (*catalog NULL) what the task
+ * returns: a retry when the catalog cannot be opened, else the failure. */
+static int open_file(worker_task_t *t, const char *file_id, zt_config_t *config,
+                     drive2_catalog_t **catalog, drive2_file_t *row) {
+    tasks_drive2_config(t, config);
+    char err[ERR_MAX] = "";
+    *catalog = drive2_catalog_new(config, err, sizeof err);
+    if (!*catalog)
+        return worker_task_retry(t, -1, "%s", err);
+    int rc = drive2_catalog_get_file(*catalog, file_id, row, err, sizeof err);
+    if (rc != 0) {
+        drive2_catalog_destroy(catalog);
+        return failed(t, rc, err);
+    }
+    return 0;
+}
+
 /* send_processing_complete(file_id) -> {file_id, sent, receipt, quota} */
 static int send_processing_complete(worker_task_t *t) {
     const char *file_id = tasks_drive2_id_arg(t, 0, "file_id");
@@ -270,17 +288,12 @@ static int send_processing_complete(worker_task_t *t) {
         return worker_task_fail_permanently(t, "TypeError",
                                             "send_processing_complete(file_id) takes a file id");
     zt_config_t config;
-    tasks_drive2_config(t, &config);
-    char err[ERR_MAX] = "";
-    drive2_catalog_t *catalog = drive2_catalog_new(&config, err, sizeof err);
-    if (!catalog)
-        return worker_task_retry(t, -1, "%s", err);
+    drive2_catalog_t *catalog = NULL;
     drive2_file_t row;
-    int rc = drive2_catalog_get_file(catalog, file_id, &row, err, sizeof err);
-    if (rc != 0) {
-        drive2_catalog_destroy(&catalog);
-        return failed(t, rc, err);
-    }
+    int rc = open_file(t, file_id, &config, &catalog, &row);
+    if (!catalog)
+        return rc;
+    char err[ERR_MAX] = "";
     if (strcmp(row.processing_status, DRIVE2_STATUS_COMPLETED) != 0) {
         /* Reset or failed since (reprocess, cleanup): this notice is stale. */
         json_t *r = json_pack("{s:s, s:b, s:s}", "file_id", file_id, "sent", 0, "skipped",
@@ -333,17 +346,12 @@ static int send_processing_failed(worker_task_t *t) {
         return worker_task_fail_permanently(t, "TypeError",
                                             "send_processing_failed: error must be a string");
     zt_config_t config;
-    tasks_drive2_config(t, &config);
-    char err[ERR_MAX] = "";
-    drive2_catalog_t *catalog = drive2_catalog_new(&config, err, sizeof err);
-    if (!catalog)
-        return worker_task_retry(t, -1, "%s", err);
+    drive2_catalog_t *catalog = NULL;
     drive2_file_t row;
-    int rc = drive2_catalog_get_file(catalog, file_id, &row, err, sizeof err);
-    if (rc != 0) {
-        drive2_catalog_destroy(&catalog);
-        return failed(t, rc, err);
-    }
+    int rc = open_file(t, file_id, &config, &catalog, &row);
+    if (!catalog)
+        return rc;
+    char err[ERR_MAX] = "";
     char *line_id = line_id_of(catalog, row.owner);
     char key[200];
     snprintf(key, sizeof key, "processing_failed:%.150s", worker_task_id(t));
