@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1095,6 +1096,8 @@ static broker_task_t *held_task(broker_t *self, broker_worker_t *w, const char *
     return NULL;
 }
 
+static void mark_started(broker_t *self, broker_worker_t *w, broker_task_t *t, uint64_t pid);
+
 static void handle_started(broker_t *self, broker_worker_t *w, const void *identity, size_t isize,
                            const msgpack_object *root) {
     const char *id;
@@ -1104,7 +1107,14 @@ static void handle_started(broker_t *self, broker_worker_t *w, const void *ident
         !get_uint(self, identity, isize, root, "pid", &pid, 0, UINT32_MAX))
         return;
     broker_task_t *t = held_task(self, w, id, len, "STARTED");
-    if (!t || broker_task_state(t) == BROKER_TASK_STARTED)
+    if (t)
+        mark_started(self, w, t, pid);
+}
+
+/* A task began to run on w: from STARTED, or from a DONE that carries the
+ * pid of a task too short to have been announced (PROTOCOL.md §6.3). */
+static void mark_started(broker_t *self, broker_worker_t *w, broker_task_t *t, uint64_t pid) {
+    if (broker_task_state(t) == BROKER_TASK_STARTED)
         return;
     broker_task_set_state(t, BROKER_TASK_STARTED);
     broker_task_set_started(t, zt_clock_wall());
@@ -1154,13 +1164,14 @@ static void handle_done(broker_t *self, broker_worker_t *w, const void *identity
     const char *id, *status, *error;
     size_t len, slen, elen;
     double runtime, countdown;
-    uint64_t credit;
+    uint64_t credit, pid;
     if (!get_id(self, identity, isize, root, &id, &len) ||
         !get_str(self, identity, isize, root, "status", &status, &slen) ||
         !get_str(self, identity, isize, root, "error", &error, &elen) ||
         !get_double(self, identity, isize, root, "runtime", &runtime, 0, 0, 1e12) ||
         !get_double(self, identity, isize, root, "countdown", &countdown, 0, 0, 1e9) ||
-        !get_uint(self, identity, isize, root, "credit", &credit, 0, UINT32_MAX))
+        !get_uint(self, identity, isize, root, "credit", &credit, 0, UINT32_MAX) ||
+        !get_uint(self, identity, isize, root, "pid", &pid, 0, UINT32_MAX))
         return;
     done_status_t st;
     if (slen == 7 && memcmp(status, "success", 7) == 0)
@@ -1195,6 +1206,8 @@ static void handle_done(broker_t *self, broker_worker_t *w, const void *identity
     if (holder != w)
         zt_info("task %s finished by %s while dispatched to %s", broker_task_id(t),
                 broker_worker_name(w), broker_worker_name(holder));
+    if (pid)
+        mark_started(self, holder, t, pid); /* watchers see it start before it ends */
     broker_worker_unassign(holder, t);
     broker_worker_counters_t *k = broker_worker_counters(w);
     const char *queue = broker_queue_name(broker_task_queue(t));
@@ -1678,45 +1691,73 @@ int broker_reload_keys(broker_t *self) {
     return withdrawn;
 }
 
+/* True when libzmq holds input for sock. Its ZMQ_FD only signals edges, so
+ * input taken in while we were busy would not wake poll(2): ask first. */
+static bool has_input(void *sock) {
+    uint32_t events = 0;
+    size_t size = sizeof events;
+    return zmq_getsockopt(sock, ZMQ_EVENTS, &events, &size) == 0 && (events & ZMQ_POLLIN);
+}
+
 int broker_run(broker_t *self) {
-    int sync_fd = broker_journal_sync_fd(self->journal);
-    /* the ROUTER, the events socket, the journal's sync pipe, CURVE monitors */
-    zmq_pollitem_t items[8] = {{self->raw, 0, ZMQ_POLLIN, 0},
-                               {broker_events_socket(self->events), 0, ZMQ_POLLIN, 0},
-                               {NULL, sync_fd, ZMQ_POLLIN, 0}};
-    int nitems = sync_fd >= 0 ? 3 : 2;
-    int first_monitor = nitems;
+    /* Waited on with poll(2) over the sockets' ZMQ_FDs rather than zmq_poll():
+     * zmq_poll makes a zero-timeout pass first and asks every socket for
+     * ZMQ_EVENTS twice per call, which at a few messages per wake-up costs
+     * more than handling them (the worker's loop does the same). Slots: the
+     * ROUTER, the events socket, CURVE monitors, then the journal's sync pipe. */
+    enum { WAIT_MAX = 8 };
+    void *socks[WAIT_MAX] = {self->raw, broker_events_socket(self->events)};
+    int nsocks = 2;
     size_t nmonitors = self->access ? broker_access_monitor_count(self->access) : 0;
-    for (size_t i = 0; i < nmonitors && nitems < 8; i++)
-        items[nitems++] =
-            (zmq_pollitem_t){broker_access_monitor_socket(self->access, i), 0, ZMQ_POLLIN, 0};
+    for (size_t i = 0; i < nmonitors && nsocks < WAIT_MAX - 1; i++)
+        socks[nsocks++] = broker_access_monitor_socket(self->access, i);
+    struct pollfd fds[WAIT_MAX];
+    for (int i = 0; i < nsocks; i++) {
+        size_t size = sizeof fds[i].fd;
+        if (zmq_getsockopt(socks[i], ZMQ_FD, &fds[i].fd, &size) != 0) {
+            zt_error("cannot get a socket's descriptor: %s", zmq_strerror(zmq_errno()));
+            return ZT_ERR_IO;
+        }
+        fds[i].events = POLLIN;
+    }
+    int nfds = nsocks;
+    int sync_fd = broker_journal_sync_fd(self->journal);
+    int sync_i = -1;
+    if (sync_fd >= 0) {
+        sync_i = nfds++;
+        fds[sync_i] = (struct pollfd){sync_fd, POLLIN, 0};
+    }
     self->stop = 0;
     self->now = zt_clock_mono_us();
     self->next_housekeeping = self->now + self->heartbeat_us;
     while (!stopping(self)) {
         self->now = zt_clock_mono_us();
-        long timeout = poll_timeout(self);
-        int rc = zmq_poll(items, nitems, timeout);
-        if (rc < 0) {
-            if (zmq_errno() == EINTR)
+        bool ready[WAIT_MAX] = {false};
+        bool any = false;
+        for (int i = 0; i < nsocks; i++)
+            any |= ready[i] = has_input(socks[i]);
+        long timeout = any ? 0 : poll_timeout(self);
+        for (int i = 0; i < nfds; i++)
+            fds[i].revents = 0;
+        if (poll(fds, (nfds_t)nfds, (int)timeout) < 0) {
+            if (errno == EINTR)
                 continue;
-            if (zmq_errno() == ETERM)
-                break;
-            zt_error("zmq_poll failed: %s", zmq_strerror(zmq_errno()));
+            zt_error("poll failed: %s", strerror(errno));
             return ZT_ERR_IO;
         }
         self->now = zt_clock_mono_us();
-        if (items[0].revents & ZMQ_POLLIN)
+        /* a socket's fd waking us is only a hint: each handler reads until EAGAIN */
+        if (ready[0] || fds[0].revents)
             drain(self);
-        if (items[1].revents & ZMQ_POLLIN)
+        if (ready[1] || fds[1].revents)
             broker_events_handle_input(self->events);
-        if (sync_fd >= 0 && (items[2].revents & ZMQ_POLLIN)) {
+        if (sync_i >= 0 && (fds[sync_i].revents & POLLIN)) {
             broker_journal_on_synced(self->journal);
             release_replies(self);
         }
-        for (int i = first_monitor; i < nitems; i++)
-            if (items[i].revents & ZMQ_POLLIN)
-                broker_access_handle_monitor(self->access, (size_t)(i - first_monitor));
+        for (int i = 2; i < nsocks; i++)
+            if (ready[i] || fds[i].revents)
+                broker_access_handle_monitor(self->access, (size_t)(i - 2));
         if (self->reload_flag && *self->reload_flag) {
             *self->reload_flag = 0;
             zt_info("SIGHUP: rereading the allowed keys");

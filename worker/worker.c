@@ -51,7 +51,11 @@
 #include <unistd.h>
 
 #define WORKER_VERSION "zmqworker 0.1.0"
-#define STARTED_DELAY_MS 50      /* msecs: a task that ends sooner never gets STARTED in Redis */
+#define STARTED_DELAY_MS 50 /* msecs: a task that ends sooner never gets STARTED in Redis */
+/* A task that ends this soon is announced to the broker by its DONE alone
+ * (PROTOCOL.md §6.3): one message fewer per short task, the broker's
+ * costliest part being per message, not per byte. */
+#define STARTED_NOTICE_MS 10
 #define PROGRESS_INTERVAL_MS 100 /* msecs between PROGRESS updates of one task */
 #define RECONNECT_MIN_MS 1000
 #define RECONNECT_MAX_MS 32000
@@ -120,6 +124,7 @@ typedef struct job {
     double started_wall;  /* unix seconds, for `active` */
     bool has_progress;    /* a report arrived: progress_* hold the latest */
     bool started_written; /* STARTED or PROGRESS queued for Redis */
+    bool started_sent;    /* STARTED sent to the broker for this attempt */
     bool revoked;
     bool terminated;
     const char *revoke_reason; /* static string */
@@ -148,6 +153,7 @@ typedef struct done_msg {
     int retries; /* of the attempt it reports */
     double runtime;
     double countdown;
+    pid_t pid; /* > 0: the task ran and no STARTED was sent: DONE says so */
     char *error;
     char *name; /* task name, for the log */
     char id[ZT_ID_MAX + 1];
@@ -341,12 +347,21 @@ static void send_hello(worker_t *self, bool rejoin) {
     zt_debug("HELLO sent with credit %d", credit);
 }
 
-static void send_started(worker_t *self, const job_t *job) {
+static void send_started(worker_t *self, const char *id, pid_t pid) {
     msgpack_packer *pk = msg_begin(self);
     msgpack_pack_map(pk, 2);
-    zt_pack_kv_cstr(pk, "id", job->id);
-    zt_pack_kv_uint(pk, "pid", (uint64_t)job->pid);
+    zt_pack_kv_cstr(pk, "id", id);
+    zt_pack_kv_uint(pk, "pid", (uint64_t)pid);
     msg_send(self, ZT_CMD_STARTED);
+}
+
+/* Tells the broker a running task started, once per attempt. Held back for
+ * STARTED_NOTICE_MS (see check_jobs), so most short tasks never need it. */
+static void announce_started(worker_t *self, job_t *job) {
+    if (job->started_sent || job->state != JOB_RUNNING || stale(self, job))
+        return;
+    send_started(self, job->id, job->pid);
+    job->started_sent = true;
 }
 
 static void send_progress(worker_t *self, const job_t *job) {
@@ -412,7 +427,7 @@ static void send_done(worker_t *self, const done_msg_t *d) {
     bool give_credit =
         !self->warm && !self->cold && d->hello_seq == self->hello_seq && !d->credit_returned;
     msgpack_packer *pk = msg_begin(self);
-    int fields = 3 + (d->error != NULL) + (d->status == DONE_RETRY) + give_credit;
+    int fields = 3 + (d->error != NULL) + (d->status == DONE_RETRY) + give_credit + (d->pid > 0);
     msgpack_pack_map(pk, (size_t)fields);
     zt_pack_kv_cstr(pk, "id", d->id);
     zt_pack_kv_cstr(pk, "status", done_status_name(d->status));
@@ -423,6 +438,8 @@ static void send_done(worker_t *self, const done_msg_t *d) {
         zt_pack_kv_double(pk, "countdown", d->countdown);
     if (give_credit)
         zt_pack_kv_uint(pk, "credit", 1);
+    if (d->pid > 0)
+        zt_pack_kv_uint(pk, "pid", (uint64_t)d->pid);
     msg_send(self, ZT_CMD_DONE);
 }
 
@@ -519,6 +536,11 @@ static void return_waiting_credit(worker_t *self, int64_t now) {
         if (can && d->hello_seq == self->hello_seq)
             self->credit_to_return++;
         d->credit_returned = true;
+        /* its DONE may wait long: the broker learns now that the task ran */
+        if (d->pid > 0 && self->conn != CONN_DOWN && d->hello_seq == self->hello_seq) {
+            send_started(self, d->id, d->pid);
+            d->pid = 0;
+        }
     }
     self->credit_next = NULL;
 }
@@ -640,9 +662,9 @@ static uint64_t write_state(worker_t *self, const char *id, bool ignore_result, 
 /* Queues the DONE of a task that is no longer held (called as it stops
  * being held: the HELLO count taken here decides its credit). batch 0: no
  * state to wait for. */
-static void queue_done(worker_t *self, const char *id, const char *name, int retries,
-                       uint64_t batch, done_status_t status, double runtime, double countdown,
-                       const char *error) {
+static done_msg_t *queue_done(worker_t *self, const char *id, const char *name, int retries,
+                              uint64_t batch, done_status_t status, double runtime,
+                              double countdown, const char *error) {
     done_msg_t *d = zt_calloc(1, sizeof *d);
     snprintf(d->id, sizeof d->id, "%s", id);
     d->name = zt_strdup(name);
@@ -656,11 +678,12 @@ static void queue_done(worker_t *self, const char *id, const char *name, int ret
     d->error = error ? zt_strdup(error) : NULL;
     if (batch == 0 || batch <= zt_backend_acked(self->backend)) {
         done_append(&self->ready_head, &self->ready_tail, d);
-        return;
+        return d;
     }
     done_append(&self->done_head, &self->done_tail, d);
     if (!self->credit_next)
         self->credit_next = d;
+    return d;
 }
 
 /* zt_backend_lost_fn: the result buffer's bound dropped a state a DONE waits
@@ -702,14 +725,15 @@ static void on_state_lost(const char *id, const char *status, void *arg) {
 }
 
 /* Records REVOKED for a task that will not (or no longer) run. */
-static void record_revoked(worker_t *self, const char *id, const char *name, int retries,
-                           bool ignore_result, const char *reason, double runtime,
-                           const json_t *extended) {
+static done_msg_t *record_revoked(worker_t *self, const char *id, const char *name, int retries,
+                                  bool ignore_result, const char *reason, double runtime,
+                                  const json_t *extended) {
     json_t *exc = zt_backend_exception("TaskRevokedError", reason, "celery.exceptions");
     uint64_t batch = write_state(self, id, ignore_result, "REVOKED", exc, NULL, extended);
     json_decref(exc);
-    queue_done(self, id, name, retries, batch, DONE_REVOKED, runtime, 0, NULL);
+    done_msg_t *d = queue_done(self, id, name, retries, batch, DONE_REVOKED, runtime, 0, NULL);
     zt_info("task revoked: %s[%s] (%s)", name, id, reason);
+    return d;
 }
 
 typedef struct {
@@ -732,9 +756,15 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
         send_progress(self, job); /* the last report always reaches the broker */
         job->progress_pending = false;
     }
+    /* ran, but too briefly to have been announced: its DONE carries the pid */
+    pid_t unannounced =
+        job->state == JOB_RUNNING && !job->started_sent && !stale(self, job) ? job->pid : 0;
+    done_msg_t *d;
     if (job->revoked) {
-        record_revoked(self, job->id, job->name, job->retries, job->ignore_result,
-                       job->revoke_reason ? job->revoke_reason : "revoked", runtime, job->extended);
+        d = record_revoked(self, job->id, job->name, job->retries, job->ignore_result,
+                           job->revoke_reason ? job->revoke_reason : "revoked", runtime,
+                           job->extended);
+        d->pid = unannounced;
         job_forget(self, job);
         return;
     }
@@ -747,7 +777,9 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
     if (o->outcome == WORKER_OUTCOME_SUCCESS) {
         uint64_t batch = write_state(self, job->id, job->ignore_result, "SUCCESS", o->result, NULL,
                                      job->extended);
-        queue_done(self, job->id, job->name, job->retries, batch, DONE_SUCCESS, runtime, 0, NULL);
+        d = queue_done(self, job->id, job->name, job->retries, batch, DONE_SUCCESS, runtime, 0,
+                       NULL);
+        d->pid = unannounced;
         self->processed++;
         zt_info("task succeeded: %s[%s] in %.3fs", job->name, job->id, runtime);
         job_forget(self, job);
@@ -768,8 +800,9 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
         uint64_t batch = write_state(self, job->id, job->ignore_result, "RETRY", exc, o->traceback,
                                      job->extended);
         json_decref(exc);
-        queue_done(self, job->id, job->name, job->retries, batch, DONE_RETRY, runtime, countdown,
-                   error);
+        d = queue_done(self, job->id, job->name, job->retries, batch, DONE_RETRY, runtime,
+                       countdown, error);
+        d->pid = unannounced;
         self->retried++;
         zt_info("task retry: %s[%s] in %.3fs: %s (retry %d of %d in %.3fs)", job->name, job->id,
                 runtime, error, job->retries + 1, job->max_retries, countdown);
@@ -791,7 +824,8 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
     uint64_t batch =
         write_state(self, job->id, job->ignore_result, "FAILURE", exc, o->traceback, job->extended);
     json_decref(exc);
-    queue_done(self, job->id, job->name, job->retries, batch, DONE_FAILURE, runtime, 0, error);
+    d = queue_done(self, job->id, job->name, job->retries, batch, DONE_FAILURE, runtime, 0, error);
+    d->pid = unannounced;
     self->processed++;
     self->failed++;
     zt_info("task failed: %s[%s] in %.3fs: %s", job->name, job->id, runtime, error);
@@ -825,6 +859,7 @@ static void fail_job(worker_t *self, job_t *job, const char *exc_type, const cha
 static void emit_progress(worker_t *self, job_t *job) {
     job->progress_pending = false;
     job->progress_sent_ms = zt_clock_mono_ms();
+    announce_started(self, job); /* the broker hears of a start before its progress */
     if (!stale(self, job))
         send_progress(self, job);
     json_t *r = json_object();
@@ -1010,7 +1045,8 @@ static void on_dispatch(worker_t *self, const void *body, size_t size, const voi
             zt_info("task %s[%s] redelivered while it runs here; the running copy answers",
                     old->name, id);
             old->generation = self->generation;
-            send_started(self, old);
+            old->started_sent = false;
+            announce_started(self, old);
             return_slot(self);
             job_free(job);
             return;
@@ -1460,6 +1496,8 @@ static void check_jobs(worker_t *self, int64_t now) {
             job->soft_signalled = true;
             worker_pool_signal(self->pool, slot, SIGUSR1);
         }
+        if (!job->started_sent && elapsed >= STARTED_NOTICE_MS)
+            announce_started(self, job);
         if (job->progress_pending && now - job->progress_sent_ms >= PROGRESS_INTERVAL_MS)
             emit_progress(self, job);
         if (!job->started_written && elapsed >= STARTED_DELAY_MS) {
@@ -1498,6 +1536,8 @@ static long next_timeout(worker_t *self, int64_t now, long max) {
             EARLIER(job->started_ms + (int64_t)(job->soft_time_limit * 1000));
         if (job->progress_pending)
             EARLIER(job->progress_sent_ms + PROGRESS_INTERVAL_MS);
+        if (!job->started_sent && !stale(self, job))
+            EARLIER(job->started_ms + STARTED_NOTICE_MS);
         if (!job->started_written && !job->ignore_result)
             EARLIER(job->started_ms + STARTED_DELAY_MS);
     }
@@ -1541,10 +1581,9 @@ static void assign_jobs(worker_t *self) {
         job->started_ms = zt_clock_mono_ms();
         job->started_wall = zt_clock_wall();
         job->progress_sent_ms = 0;
+        job->started_sent = false; /* announced after STARTED_NOTICE_MS, or by its DONE */
         self->running[slot] = job;
         self->n_running++;
-        if (!stale(self, job))
-            send_started(self, job);
         zt_info("task started: %s[%s] attempt %d in child pid %d", job->name, job->id,
                 job->retries + 1, (int)job->pid);
     }
@@ -1897,7 +1936,11 @@ int worker_run(worker_t *self) {
     }
 
     if (self->cold) {
-        /* Kill the children now; what they ran is redelivered after BYE. */
+        /* Kill the children now; what they ran is redelivered after BYE,
+         * flagged as such: the broker must know each of them started. */
+        for (int slot = 0; slot < self->concurrency; slot++)
+            if (self->running[slot])
+                announce_started(self, self->running[slot]);
         worker_pool_destroy(&self->pool);
         /* Results already confirmed by Redis can still be reported. */
         zt_backend_recv(self->backend);
