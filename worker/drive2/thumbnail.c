@@ -2,14 +2,17 @@
  * each function returns) and the ffprobe/ffmpeg child processes it starts
  * (always reaped, killed first on a timeout). Temporary files of a video
  * live in a private mkdtemp folder removed before returning. */
-#define _GNU_SOURCE /* pipe2 */
+#define _GNU_SOURCE /* pipe2, dladdr */
 #include "thumbnail.h"
 
 #include "zt_error.h"
 #include "zt_log.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <malloc.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -24,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gmodule.h>
 #include <vips/vips.h>
 
 #define TOOL_OUTPUT_MAX 4096 /* bytes kept of a tool's stdout and of its stderr */
@@ -99,19 +103,97 @@ int drive2_thumbnail_options_from_config(const zt_config_t *c, drive2_thumbnail_
     return 0;
 }
 
+/* libvips modules (shared objects in vips-modules-X.Y) a thumbnail may
+ * need, in the order they are tried: PDF (poppler), then HEIF/AVIF. */
+static const char *const wanted_modules[] = {"vips-poppler", "vips-heif"};
+
+/* The process's module state. libvips' vips_init loads every module of its
+ * folder: on Debian also ImageMagick, OpenSlide and JPEG XL, whose loaders
+ * are blocked here anyway, with HEIF's and poppler's codecs. That took a
+ * process making JPEG thumbnails from 18 to 27 MiB peak RSS, one making PDF
+ * thumbnails from 28 to 31 MiB, and vips_init from 3 to 38 ms
+ * (docs/BENCHMARKS.md). So the first start points libvips at a prefix with
+ * no modules, and a wanted module is loaded only when a file comes that no
+ * loader already present recognises. */
+static struct {
+    bool tried;         /* the first start has been made */
+    bool deferred;      /* the modules below have not been loaded by libvips */
+    size_t next;        /* index into wanted_modules of the next to load */
+    char dir[PATH_MAX]; /* the module folder */
+} modules;
+
+/* Blocks every loader, then allows the list back. Run again after a module
+ * is loaded: blocking marks the classes that exist when it runs, so a class
+ * a module registers later would not be covered. */
+static void apply_loader_policy(void) {
+    vips_operation_block_set("VipsForeignLoad", TRUE);
+    for (size_t i = 0; i < sizeof allowed_loaders / sizeof allowed_loaders[0]; i++)
+        vips_operation_block_set(allowed_loaders[i], FALSE);
+}
+
+/* Before libvips' first start in this process: when its module folder sits
+ * next to libvips (Debian's layout) and holds the PDF module, sets VIPSHOME
+ * to a prefix with no modules and returns true (the caller unsets it after
+ * vips_init). Not when VIPSHOME is set already (the operator's choice) or
+ * libvips is started already. */
+static bool defer_modules(void) {
+    if (getenv("VIPSHOME") || g_type_from_name("VipsImage") != 0)
+        return false;
+    Dl_info info;
+    if (dladdr((void *)vips_init, &info) == 0 || !info.dli_fname)
+        return false;
+    const char *slash = strrchr(info.dli_fname, '/');
+    if (!slash)
+        return false;
+    int n =
+        snprintf(modules.dir, sizeof modules.dir, "%.*s/vips-modules-%d.%d",
+                 (int)(slash - info.dli_fname), info.dli_fname, vips_version(0), vips_version(1));
+    char probe[PATH_MAX + 32];
+    if (n < 0 || (size_t)n >= sizeof modules.dir ||
+        (size_t)snprintf(probe, sizeof probe, "%s/%s.so", modules.dir, wanted_modules[0]) >=
+            sizeof probe ||
+        access(probe, R_OK) != 0)
+        return false;
+    /* libvips reads its modules from $VIPSHOME/lib/vips-modules-X.Y; under
+     * /dev/null no such folder can exist. */
+    return setenv("VIPSHOME", "/dev/null", 1) == 0;
+}
+
+/* Loads the next wanted module; false when none is left. */
+static bool load_next_module(void) {
+    while (modules.deferred && modules.next < sizeof wanted_modules / sizeof wanted_modules[0]) {
+        char path[PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/%s.so", modules.dir, wanted_modules[modules.next++]);
+        if (access(path, R_OK) != 0)
+            continue; /* that format is not installed */
+        /* as libvips loads them; the module makes itself resident */
+        if (g_module_open(path, G_MODULE_BIND_LAZY)) {
+            apply_loader_policy();
+            return true;
+        }
+        zt_warn("cannot load the libvips module %s: %s", path, g_module_error());
+    }
+    return false;
+}
+
 int drive2_thumbnail_init(char *err, size_t err_size) {
     /* VIPS_INIT is idempotent; the first call in this process starts
      * libvips (see the header on why that must be the pool child). */
-    if (VIPS_INIT("drive2")) {
+    bool first = !modules.tried && defer_modules();
+    modules.tried = true;
+    int rc = VIPS_INIT("drive2");
+    if (first) {
+        unsetenv("VIPSHOME"); /* ffmpeg and friends inherit the environment */
+        modules.deferred = rc == 0;
+    }
+    if (rc != 0) {
         char why[256];
         vips_reason(why, sizeof why);
         return zt_fail(err, err_size, ZT_ERR_IO, "cannot start libvips: %s", why);
     }
     /* Idempotent too, and cheap: done on every call rather than tracked in
-     * a global. Block every loader, then allow the list back. */
-    vips_operation_block_set("VipsForeignLoad", TRUE);
-    for (size_t i = 0; i < sizeof allowed_loaders / sizeof allowed_loaders[0]; i++)
-        vips_operation_block_set(allowed_loaders[i], FALSE);
+     * a global. */
+    apply_loader_policy();
     /* Each task opens different files: caching operations only holds memory. */
     vips_cache_set_max(0);
     /* A pool child is one of several processes working in parallel: libvips'
@@ -158,6 +240,18 @@ static bool loader_allowed(const char *class_name) {
         if (strncmp(class_name, allowed_loaders[i], strlen(allowed_loaders[i])) == 0)
             return true;
     return false;
+}
+
+/* The allowed loader that takes data, or NULL (libvips' error cleared).
+ * find_load_buffer also names blocked loaders (ImageMagick's takes almost
+ * anything): only the allowed ones count as "an image". */
+static const char *find_loader(const unsigned char *data, size_t len) {
+    const char *loader = vips_foreign_find_load_buffer(data, len);
+    if (loader && !loader_allowed(loader))
+        loader = NULL;
+    if (!loader)
+        vips_error_clear();
+    return loader;
 }
 
 /* --- the libvips part ------------------------------------------------------ */
@@ -698,11 +792,10 @@ int drive2_thumbnail_make(const unsigned char *data, size_t len, const char *mim
     int rc = drive2_thumbnail_init(err, err_size);
     if (rc != 0)
         return rc;
-    /* find_load_buffer also names blocked loaders (ImageMagick's takes
-     * almost anything): only the allowed ones count as "an image". */
-    const char *loader = vips_foreign_find_load_buffer(data, len);
-    if (loader && !loader_allowed(loader))
-        loader = NULL;
+    const char *loader = find_loader(data, len);
+    /* a PDF or HEIF the first time: its module comes now (see modules) */
+    while (!loader && load_next_module())
+        loader = find_loader(data, len);
     if (loader) {
         rc = thumb_buffer(data, len, loader, options, out, err, err_size);
     } else {
@@ -719,5 +812,11 @@ int drive2_thumbnail_make(const unsigned char *data, size_t len, const char *mim
     }
     if (rc != 0)
         drive2_thumbnail_clear(out);
+#ifdef __GLIBC__
+    /* Hand the heap libvips, poppler and cairo have freed back to the
+     * system: a pool child lives on between tasks, and without this it keeps
+     * ~2 MiB more of freed, fragmented heap (docs/BENCHMARKS.md). */
+    malloc_trim(0);
+#endif
     return rc;
 }

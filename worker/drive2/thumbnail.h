@@ -15,7 +15,11 @@
  *
  * libvips is started lazily, in the process that first makes a thumbnail:
  * the worker parent never touches it, so the pool children it forks start
- * with no libvips threads (libvips is not fork-safe once started). */
+ * with no libvips threads (libvips is not fork-safe once started). It is
+ * started without its loadable modules (on Debian: ImageMagick, OpenSlide,
+ * JPEG XL, whose loaders are blocked anyway, and poppler and HEIF); the PDF
+ * and HEIF modules are loaded the first time a file needs them, so a
+ * process pays only for the formats it has seen (docs/BENCHMARKS.md). */
 #ifndef DRIVE2_THUMBNAIL_H
 #define DRIVE2_THUMBNAIL_H
 
