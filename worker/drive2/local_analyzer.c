@@ -5,6 +5,7 @@
  * embedding hashes words straight into the vector. VipsImage lives only in
  * image_meta(). */
 #include "local_analyzer.h"
+#include "thumbnail.h"
 
 #include "zt_error.h"
 
@@ -734,8 +735,14 @@ static void exif_date(const char *v, char *out, size_t size) {
 static int image_meta(const unsigned char *data, size_t len, image_meta_t *m, char *err,
                       size_t err_size) {
     memset(m, 0, sizeof *m);
-    if (VIPS_INIT("drive2"))
-        return zt_fail(err, err_size, ZT_ERR_IO, "cannot start libvips");
+    /* libvips as the thumbnails start it: the same loader allow-list (no
+     * ImageMagick parsing uploads) and modules loaded only when needed. */
+    int rc = drive2_thumbnail_init(err, err_size);
+    if (rc != 0)
+        return rc;
+    if (!drive2_thumbnail_find_loader(data, len))
+        return zt_fail(err, err_size, ZT_ERR_INVALID,
+                       "not a readable image: not JPEG, PNG, WebP, GIF, TIFF, HEIF, SVG or PDF");
     /* Only the header is read here: libvips decodes pixels lazily. */
     VipsImage *im = vips_image_new_from_buffer(data, len, "", NULL);
     if (!im) {

@@ -254,6 +254,14 @@ static const char *find_loader(const unsigned char *data, size_t len) {
     return loader;
 }
 
+const char *drive2_thumbnail_find_loader(const unsigned char *data, size_t len) {
+    const char *loader = find_loader(data, len);
+    /* a PDF or HEIF the first time: its module comes now (see modules) */
+    while (!loader && load_next_module())
+        loader = find_loader(data, len);
+    return loader;
+}
+
 /* --- the libvips part ------------------------------------------------------ */
 
 static VipsInteresting crop_mode(const char *crop) {
@@ -792,10 +800,7 @@ int drive2_thumbnail_make(const unsigned char *data, size_t len, const char *mim
     int rc = drive2_thumbnail_init(err, err_size);
     if (rc != 0)
         return rc;
-    const char *loader = find_loader(data, len);
-    /* a PDF or HEIF the first time: its module comes now (see modules) */
-    while (!loader && load_next_module())
-        loader = find_loader(data, len);
+    const char *loader = drive2_thumbnail_find_loader(data, len);
     if (loader) {
         rc = thumb_buffer(data, len, loader, options, out, err, err_size);
     } else {

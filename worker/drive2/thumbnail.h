@@ -70,6 +70,12 @@ int drive2_thumbnail_options_from_config(const zt_config_t *config,
  * exposed for tests and tools that use libvips themselves. */
 int drive2_thumbnail_init(char *err, size_t err_size);
 
+/* The allowed libvips loader that takes data (class name), or NULL. A PDF
+ * or HEIF the first time in this process loads its deferred module first.
+ * Call after drive2_thumbnail_init succeeded. Shared with the local
+ * analyzer, so both read uploads through the same allow-list. */
+const char *drive2_thumbnail_find_loader(const unsigned char *data, size_t len);
+
 /* Makes a thumbnail of data[0..len). mime_type (may be NULL) is only a hint:
  * the bytes decide (an image libvips can load, a PDF, else a video when
  * the bytes look like a video container or mime_type says video/...).
