@@ -753,7 +753,8 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
     double runtime =
         job->started_ms ? (double)(zt_clock_mono_ms() - job->started_ms) / 1000.0 : 0.0;
     if (job->progress_pending && !stale(self, job)) {
-        send_progress(self, job); /* the last report always reaches the broker */
+        announce_started(self, job); /* a start before its progress (PROTOCOL.md §6.3) */
+        send_progress(self, job);    /* the last report always reaches the broker */
         job->progress_pending = false;
     }
     /* ran, but too briefly to have been announced: its DONE carries the pid */

@@ -131,6 +131,34 @@ def test_progress_reaches_events_and_redis(cluster, broker, client):
     assert last["total"] == 5
 
 
+def test_short_tasks_are_announced_by_their_done(cluster, broker, client):
+    """A task that ends within the worker's 10 ms hold-back is announced by
+    its DONE alone (PROTOCOL.md §6.3): the events stream still shows exactly one
+    task-started, with the child's pid, before the outcome, and before any
+    progress; a longer task gets its STARTED while it runs."""
+    events = cluster.events()
+    events.sync(client)
+    w = cluster.start_worker(queues=["announce"], concurrency=1)
+    quick = [client.submit_ok("builtin.noop", queue="announce") for _ in range(5)]
+    stepped = client.submit_ok("builtin.progress", args=[3, 0], queue="announce")
+    slow = client.submit_ok("builtin.sleep", args=[0.5], queue="announce")
+    # the slow task is started (and said so) well before it ends
+    started = events.wait_for(lambda e: e["type"] == "task-started" and e.get("id") == slow,
+                              timeout=15, what="task-started of the slow task")
+    assert not events.snapshot("task-succeeded", slow), "STARTED of a 0.5 s task came late"
+    assert started["pid"] > 0 and started["worker"] == w.name
+    ids = quick + [stepped, slow]
+    events.wait_count("task-succeeded", len(ids), ids=ids, timeout=15)
+    for tid in ids:
+        mine = [e for e in events.snapshot(id_=tid)
+                if e["type"] in ("task-started", "task-progress", "task-succeeded")]
+        kinds = [e["type"] for e in mine]
+        assert kinds.count("task-started") == 1, (tid, kinds)
+        assert kinds[0] == "task-started" and kinds[-1] == "task-succeeded", (tid, kinds)
+        assert mine[0]["pid"] > 0 and mine[0]["worker"] == w.name, mine[0]
+    assert "task-progress" in [e["type"] for e in events.snapshot(id_=stepped)]
+
+
 def test_progress_is_coalesced_but_the_last_always_arrives(cluster, broker, client):
     """500 updates in about half a second reach the broker as a handful."""
     events = cluster.events()
