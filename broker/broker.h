@@ -1,5 +1,5 @@
 /* broker: the zmqbroker core. One ROUTER socket for clients and workers, an
- * events XPUB, and one single-threaded zmq_poll loop that drains many
+ * events XPUB, and one single-threaded poll(2) loop that drains many
  * messages per wakeup, releases due timers, dispatches by credit and
  * watches worker liveness (docs/PROTOCOL.md is the contract).
  *

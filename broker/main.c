@@ -213,7 +213,7 @@ int main(int argc, char **argv) {
 
     /* Our handlers, not czmq's; and block the signals while the ZeroMQ
      * context starts its I/O threads, so they inherit the block and the
-     * signal always lands in this thread, interrupting zmq_poll. */
+     * signal always lands in this thread, interrupting its poll(2). */
     zsys_handler_set(NULL);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
