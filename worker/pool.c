@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -257,6 +258,21 @@ static void close_from(int lowest) {
         close(fd);
 }
 
+/* Children run tasks: throughput work, not interactive. Under SCHED_BATCH a
+ * child woken with a task does not preempt the parent on its CPU (same CPU
+ * share, nice unchanged); the parent finishes handing out and reporting
+ * before it yields, instead of being switched out once per task. That cut the
+ * worker's context switches by a tenth under load (docs/decisions/0009).
+ * Only from the default policy: a worker deliberately run with a real-time
+ * or idle policy keeps it. */
+static void run_as_batch_work(void) {
+    if (sched_getscheduler(0) != SCHED_OTHER)
+        return;
+    struct sched_param param = {0};
+    if (sched_setscheduler(0, SCHED_BATCH, &param) != 0)
+        zt_debug("child pid %d stays SCHED_OTHER: %s", (int)getpid(), strerror(errno));
+}
+
 static void child_main(worker_pool_t *pool, int slot, int fd) __attribute__((noreturn));
 static void child_main(worker_pool_t *pool, int slot, int fd) {
     /* Die with the parent, even if it is SIGKILLed. */
@@ -298,6 +314,7 @@ static void child_main(worker_pool_t *pool, int slot, int fd) {
     close_from(CHILD_FD + 1);
     if (pool->logfile)
         zt_log_setup(logname, pool->config.loglevel, pool->logfile);
+    run_as_batch_work();
     zt_debug("child pid %d ready", (int)getpid());
 
     /* Buffered: one read(2) usually brings a whole "run" message. */

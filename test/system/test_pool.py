@@ -4,6 +4,7 @@ the events stream and Redis (coalesced), cold shutdown with redelivery, warm
 shutdown with neither loss nor duplicates, and revoke --terminate."""
 
 import json
+import os
 import signal
 import time
 
@@ -85,6 +86,34 @@ def test_max_tasks_per_child_replaces_children(cluster, broker, client):
     assert pids[0] == pids[1] == pids[2], pids
     assert pids[3] == pids[4] == pids[5] and pids[3] != pids[0], pids
     assert pids[6] not in (pids[0], pids[3]), pids
+
+
+def test_children_run_as_batch_work_unless_the_worker_chose_a_policy(cluster, broker, client):
+    """Pool children take SCHED_BATCH (no wakeup preemption of the parent);
+    the parent keeps the default policy, and a worker put under another
+    policy by its operator passes that on to new children unchanged."""
+    events = cluster.events()
+    events.sync(client)
+    w = cluster.start_worker(queues=["policy"], concurrency=1,
+                             extra=["--max-tasks-per-child", "1"])
+    tid = client.submit_ok("builtin.sleep", args=[0.5], queue="policy")
+    child = started_pid(events, tid)
+    assert os.sched_getscheduler(child) == os.SCHED_BATCH
+    assert os.sched_getscheduler(w.pid) == os.SCHED_OTHER
+    assert cluster.wait_result(tid, timeout=10)["status"] == "SUCCESS"
+
+    # The operator runs the worker as idle-time work. The child forked when the
+    # first task ended may predate that; the one forked after the next task
+    # (one task per child) inherits SCHED_IDLE and keeps it.
+    os.sched_setscheduler(w.pid, os.SCHED_IDLE, os.sched_param(0))
+    pids, policies = [], []
+    for _ in range(2):
+        tid = client.submit_ok("builtin.sleep", args=[0.5], queue="policy")
+        pids.append(started_pid(events, tid))
+        policies.append(os.sched_getscheduler(pids[-1]))  # while it runs the task
+        assert cluster.wait_result(tid, timeout=10)["status"] == "SUCCESS"
+    assert len({child, *pids}) == 3, f"children not replaced after one task: {child} {pids}"
+    assert policies[1] == os.SCHED_IDLE, policies
 
 
 def test_max_memory_per_child_replaces_children(cluster, broker, client):
