@@ -48,11 +48,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/pidfd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -61,8 +64,9 @@
 
 #include <vips/vips.h>
 
-#define MAX_TREE 64     /* processes followed in one sampled tree */
-#define MAX_PARALLEL 16 /* --concurrent limit */
+#define MAX_TREE 64       /* processes followed in one sampled tree */
+#define MAX_PARALLEL 16   /* --concurrent limit */
+#define WATCH_LIMIT_S 300 /* a contender running longer is hung: killed */
 #define SYSTEM_POLICY "/etc/ImageMagick-6/policy.xml"
 
 /* Memory of a process set, KiB (one sample, or the peak of each sum). */
@@ -131,14 +135,21 @@ static void add_children(pid_t pid, pid_t *list, int *n, int max) {
     closedir(d);
 }
 
-/* One sample: the sums over roots[0..nroots) and all their descendants. */
-static mem_t sample_trees(const pid_t *roots, int nroots) {
-    pid_t list[MAX_TREE];
+/* Fills list (MAX_TREE) with roots[0..nroots) and all their descendants;
+ * returns how many. */
+static int collect_trees(const pid_t *roots, int nroots, pid_t *list) {
     int n = 0;
     for (int i = 0; i < nroots && n < MAX_TREE; i++)
         list[n++] = roots[i];
     for (int i = 0; i < n; i++)
         add_children(list[i], list, &n, MAX_TREE);
+    return n;
+}
+
+/* One sample: the sums over roots[0..nroots) and all their descendants. */
+static mem_t sample_trees(const pid_t *roots, int nroots) {
+    pid_t list[MAX_TREE];
+    int n = collect_trees(roots, nroots, list);
     mem_t sum = {0, 0, 0, 0};
     for (int i = 0; i < n; i++)
         add_process(list[i], &sum);
@@ -158,37 +169,64 @@ static void mem_max(mem_t *peak, mem_t m) {
 
 /* Waits for every pid in pids[0..n); status[i] gets its exit code (-1 when
  * killed). With peak, samples the trees every millisecond meanwhile and
- * raises *peak to each sum's highest value. */
+ * raises *peak to each sum's highest value. Waits on pidfds, so an exit is
+ * seen at once (the speed pass times these waits); contenders still running
+ * after WATCH_LIMIT_S (a hung convert or gs) are killed, with a line saying so. */
 static void watch(pid_t *pids, int n, int *status, mem_t *peak) {
-    int left = n;
+    struct pollfd fds[MAX_PARALLEL];
+    int slot_of[MAX_PARALLEL];
+    double deadline = now_s() + WATCH_LIMIT_S;
     for (int i = 0; i < n; i++)
         status[i] = pids[i] > 0 ? -2 : -1;
-    for (int i = 0; i < n; i++)
-        if (pids[i] <= 0)
-            left--;
-    while (left > 0) {
-        if (peak) {
-            pid_t live[MAX_PARALLEL];
-            int nl = 0;
-            for (int i = 0; i < n; i++)
-                if (status[i] == -2)
-                    live[nl++] = pids[i];
-            mem_max(peak, sample_trees(live, nl));
-        }
+    for (;;) {
+        int nl = 0;
+        pid_t live[MAX_PARALLEL];
         for (int i = 0; i < n; i++) {
             if (status[i] != -2)
                 continue;
             int st = 0;
-            pid_t r = waitpid(pids[i], &st, peak ? WNOHANG : 0);
+            pid_t r = waitpid(pids[i], &st, WNOHANG);
             if (r == pids[i] || (r < 0 && errno != EINTR)) {
                 status[i] = r == pids[i] && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-                left--;
+                continue;
             }
+            live[nl] = pids[i];
+            slot_of[nl++] = i;
         }
-        if (peak && left > 0) {
-            struct timespec ms = {0, 1000000};
-            nanosleep(&ms, NULL);
+        if (nl == 0)
+            return;
+        if (peak)
+            mem_max(peak, sample_trees(live, nl));
+        double left_s = deadline - now_s();
+        if (left_s <= 0) {
+            /* descendants too: convert's gs would outlive convert */
+            pid_t tree[MAX_TREE];
+            int nt = collect_trees(live, nl, tree);
+            for (int k = 0; k < nt; k++)
+                kill(tree[k], SIGKILL);
+            for (int k = 0; k < nl; k++) {
+                fprintf(stderr,
+                        "zt-thumb-bench: pid %d still running after %d s: killed with its "
+                        "descendants\n",
+                        (int)live[k], WATCH_LIMIT_S);
+                waitpid(live[k], NULL, 0);
+                status[slot_of[k]] = -1;
+            }
+            return;
         }
+        int nfds = 0;
+        for (int k = 0; k < nl; k++) {
+            int fd = pidfd_open(live[k], 0);
+            if (fd >= 0)
+                fds[nfds++] = (struct pollfd){fd, POLLIN, 0};
+        }
+        int timeout_ms = peak ? 1 : (int)(left_s * 1000) + 1;
+        if (nfds > 0)
+            poll(fds, (nfds_t)nfds, timeout_ms);
+        else /* no pidfds (an old kernel): look again shortly */
+            nanosleep(&(struct timespec){0, 1000000}, NULL);
+        for (int k = 0; k < nfds; k++)
+            close(fds[k].fd);
     }
 }
 
