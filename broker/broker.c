@@ -1705,9 +1705,9 @@ int broker_run(broker_t *self) {
      * ZMQ_EVENTS twice per call, which at a few messages per wake-up costs
      * more than handling them (the worker's loop does the same). Slots: the
      * ROUTER, the events socket, CURVE monitors, then the journal's sync pipe. */
-    enum { WAIT_MAX = 8 };
+    enum { WAIT_MAX = 8, FIRST_MONITOR = 2 };
     void *socks[WAIT_MAX] = {self->raw, broker_events_socket(self->events)};
-    int nsocks = 2;
+    int nsocks = FIRST_MONITOR;
     size_t nmonitors = self->access ? broker_access_monitor_count(self->access) : 0;
     for (size_t i = 0; i < nmonitors && nsocks < WAIT_MAX - 1; i++)
         socks[nsocks++] = broker_access_monitor_socket(self->access, i);
@@ -1755,9 +1755,9 @@ int broker_run(broker_t *self) {
             broker_journal_on_synced(self->journal);
             release_replies(self);
         }
-        for (int i = 2; i < nsocks; i++)
+        for (int i = FIRST_MONITOR; i < nsocks; i++)
             if (ready[i] || fds[i].revents)
-                broker_access_handle_monitor(self->access, (size_t)(i - 2));
+                broker_access_handle_monitor(self->access, (size_t)(i - FIRST_MONITOR));
         if (self->reload_flag && *self->reload_flag) {
             *self->reload_flag = 0;
             zt_info("SIGHUP: rereading the allowed keys");

@@ -748,27 +748,12 @@ typedef struct {
 } outcome_t;
 
 /* Decides what a finished attempt means (success, retry, failure, revoked),
- * records it in Redis and queues the DONE. Frees the job. */
-static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
-    double runtime =
-        job->started_ms ? (double)(zt_clock_mono_ms() - job->started_ms) / 1000.0 : 0.0;
-    if (job->progress_pending && !stale(self, job)) {
-        announce_started(self, job); /* a start before its progress (PROTOCOL.md §6.3) */
-        send_progress(self, job);    /* the last report always reaches the broker */
-        job->progress_pending = false;
-    }
-    /* ran, but too briefly to have been announced: its DONE carries the pid */
-    pid_t unannounced =
-        job->state == JOB_RUNNING && !job->started_sent && !stale(self, job) ? job->pid : 0;
-    done_msg_t *d;
-    if (job->revoked) {
-        d = record_revoked(self, job->id, job->name, job->retries, job->ignore_result,
-                           job->revoke_reason ? job->revoke_reason : "revoked", runtime,
-                           job->extended);
-        d->pid = unannounced;
-        job_forget(self, job);
-        return;
-    }
+ * records it in Redis and queues its DONE, which it returns. */
+static done_msg_t *record_outcome(worker_t *self, job_t *job, const outcome_t *o, double runtime) {
+    if (job->revoked)
+        return record_revoked(self, job->id, job->name, job->retries, job->ignore_result,
+                              job->revoke_reason ? job->revoke_reason : "revoked", runtime,
+                              job->extended);
     uint64_t *count = zhashx_lookup(self->per_task, job->name);
     if (!count) {
         count = zt_calloc(1, sizeof *count);
@@ -778,13 +763,10 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
     if (o->outcome == WORKER_OUTCOME_SUCCESS) {
         uint64_t batch = write_state(self, job->id, job->ignore_result, "SUCCESS", o->result, NULL,
                                      job->extended);
-        d = queue_done(self, job->id, job->name, job->retries, batch, DONE_SUCCESS, runtime, 0,
-                       NULL);
-        d->pid = unannounced;
         self->processed++;
         zt_info("task succeeded: %s[%s] in %.3fs", job->name, job->id, runtime);
-        job_forget(self, job);
-        return;
+        return queue_done(self, job->id, job->name, job->retries, batch, DONE_SUCCESS, runtime, 0,
+                          NULL);
     }
     const char *exc_type = o->exc_type ? o->exc_type : "Exception";
     const char *exc_module = o->exc_module;
@@ -801,14 +783,11 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
         uint64_t batch = write_state(self, job->id, job->ignore_result, "RETRY", exc, o->traceback,
                                      job->extended);
         json_decref(exc);
-        d = queue_done(self, job->id, job->name, job->retries, batch, DONE_RETRY, runtime,
-                       countdown, error);
-        d->pid = unannounced;
         self->retried++;
         zt_info("task retry: %s[%s] in %.3fs: %s (retry %d of %d in %.3fs)", job->name, job->id,
                 runtime, error, job->retries + 1, job->max_retries, countdown);
-        job_forget(self, job);
-        return;
+        return queue_done(self, job->id, job->name, job->retries, batch, DONE_RETRY, runtime,
+                          countdown, error);
     }
     char max_message[4400];
     if (o->outcome == WORKER_OUTCOME_RETRY) {
@@ -825,11 +804,27 @@ static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
     uint64_t batch =
         write_state(self, job->id, job->ignore_result, "FAILURE", exc, o->traceback, job->extended);
     json_decref(exc);
-    d = queue_done(self, job->id, job->name, job->retries, batch, DONE_FAILURE, runtime, 0, error);
-    d->pid = unannounced;
     self->processed++;
     self->failed++;
     zt_info("task failed: %s[%s] in %.3fs: %s", job->name, job->id, runtime, error);
+    return queue_done(self, job->id, job->name, job->retries, batch, DONE_FAILURE, runtime, 0,
+                      error);
+}
+
+/* Reports a finished attempt (record_outcome) and frees the job. */
+static void finish_job(worker_t *self, job_t *job, const outcome_t *o) {
+    double runtime =
+        job->started_ms ? (double)(zt_clock_mono_ms() - job->started_ms) / 1000.0 : 0.0;
+    if (job->progress_pending && !stale(self, job)) {
+        announce_started(self, job); /* a start before its progress (PROTOCOL.md §6.3) */
+        send_progress(self, job);    /* the last report always reaches the broker */
+        job->progress_pending = false;
+    }
+    /* ran, but too briefly to have been announced: its DONE carries the pid */
+    pid_t unannounced =
+        job->state == JOB_RUNNING && !job->started_sent && !stale(self, job) ? job->pid : 0;
+    done_msg_t *d = record_outcome(self, job, o, runtime);
+    d->pid = unannounced;
     job_forget(self, job);
 }
 
